@@ -1,0 +1,218 @@
+"""SolverNet: encoder → diffeqsolve(field, solver, steps) → readout.
+
+With `solver="euler"` and `num_steps=L` the network is a ResNet of depth L with step
+h = (t1 − t0)/L: y_{k+1} = y_k + h f_θ(t_k, y_k). Any other solver or step count is another
+architecture built from the same field; `with_solver` swaps it without retraining.
+
+Reference: Haber & Ruthotto, "Stable architectures for deep neural networks" (2017,
+arXiv:1705.03341); Chen et al., "Neural ordinary differential equations" (2018, arXiv:1806.07366).
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .fields import AbstractSeparableField, AbstractVectorField
+from .solvers import PARTITIONED, SOLVERS, check_solver_name, solver, supports_adaptive
+
+ADJOINTS = ("recursive_checkpoint", "backsolve", "direct")
+
+# diffrax's own default budget for adaptive solves.
+_ADAPTIVE_MAX_STEPS = 4096
+
+
+class SolverNet(eqx.Module):
+    """A network whose depth is the discretisation of y' = f_θ(t, y) on [t0, t1].
+
+    Args:
+        field: the vector field f_θ (`deepest.fields`).
+        solver: a name from `deepest.SOLVERS`.
+        t0, t1: the time interval; depth "length" T = t1 − t0.
+        num_steps: fixed number of steps (layers), h = T/num_steps on the grid
+            t_k = t0 + k h. `None` selects adaptive stepping with `rtol`/`atol` and a PID
+            controller (solvers with an error estimate only).
+        rtol, atol: adaptive step-size tolerances.
+        max_steps: step budget; default `num_steps` for fixed steps, 4096 for adaptive.
+        adjoint: "recursive_checkpoint" (discretise-then-optimise, checkpoints sized to the
+            step count), "backsolve" (optimise-then-discretise: the adjoint ODE solved
+            backwards) or "direct".
+        encoder, readout: callables input → initial state and final state → output
+            (default: identity), e.g. `deepest.encoders.ZeroAugmentation`, `eqx.nn.Linear`.
+        throw: raise on solver failure (default), or return diffrax's result code in
+            `solve(x).result` so that sweeps can record a failure instead of crashing.
+        root_rtol, root_atol: root-finder tolerances of implicit solvers.
+
+    Calls act on one sample; batch with `jax.vmap(net)(xs)`.
+
+    Example:
+        >>> field = deepest.fields.MLP(state_dim=2, width=32, depth=1, key=key)
+        >>> net = deepest.SolverNet(field, solver="euler", t1=1.0, num_steps=10)  # 10-layer ResNet
+        >>> y = jax.vmap(net)(xs)
+        >>> ts, ys = net.trajectory(xs[0])          # ys.shape == (11, 2)
+        >>> net4 = net.with_solver("rk4", num_steps=5)
+    """
+
+    field: AbstractVectorField
+    encoder: Callable | None
+    readout: Callable | None
+    solver: str = eqx.field(static=True)
+    t0: float = eqx.field(static=True)
+    t1: float = eqx.field(static=True)
+    num_steps: int | None = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+    max_steps: int | None = eqx.field(static=True)
+    adjoint: str = eqx.field(static=True)
+    throw: bool = eqx.field(static=True)
+    root_rtol: float = eqx.field(static=True)
+    root_atol: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        field: AbstractVectorField,
+        *,
+        solver: str = "euler",
+        t0: float = 0.0,
+        t1: float = 1.0,
+        num_steps: int | None = 10,
+        rtol: float = 1e-3,
+        atol: float = 1e-6,
+        max_steps: int | None = None,
+        adjoint: str = "recursive_checkpoint",
+        encoder: Callable | None = None,
+        readout: Callable | None = None,
+        throw: bool = True,
+        root_rtol: float = 1e-6,
+        root_atol: float = 1e-6,
+    ):
+        check_solver_name(solver)
+        if not isinstance(field, AbstractVectorField):
+            raise TypeError(f"field must be a deepest.fields.AbstractVectorField, got {type(field).__name__}.")
+        if adjoint not in ADJOINTS:
+            raise ValueError(f"Unknown adjoint {adjoint!r}. Valid adjoints are: {', '.join(ADJOINTS)}.")
+        if not t1 > t0:
+            raise ValueError(f"SolverNet needs t1 > t0, got t0={t0}, t1={t1}.")
+        if num_steps is None:
+            if not supports_adaptive(solver):
+                raise ValueError(
+                    f"num_steps=None asks for adaptive steps, but {solver!r} has no error estimate. "
+                    f"Give num_steps, or pick one of: "
+                    f"{', '.join(name for name in SOLVERS if supports_adaptive(name))}."
+                )
+        elif not (isinstance(num_steps, int) and num_steps >= 1):
+            raise ValueError(f"num_steps must be a positive integer or None (adaptive), got {num_steps!r}.")
+        if max_steps is not None and num_steps is not None and max_steps < num_steps:
+            raise ValueError(f"max_steps={max_steps} is below num_steps={num_steps}.")
+        if solver in PARTITIONED and not isinstance(field, AbstractSeparableField):
+            raise ValueError(
+                f"{solver!r} integrates partitioned systems q' = f(p), p' = g(q); "
+                f"it needs a deepest.fields.AbstractSeparableField, got {type(field).__name__}."
+            )
+        self.field = field
+        self.encoder = encoder
+        self.readout = readout
+        self.solver = solver
+        self.t0 = float(t0)
+        self.t1 = float(t1)
+        self.num_steps = num_steps
+        self.rtol = rtol
+        self.atol = atol
+        self.max_steps = max_steps
+        self.adjoint = adjoint
+        self.throw = throw
+        self.root_rtol = root_rtol
+        self.root_atol = root_atol
+
+    @property
+    def step_size(self) -> float:
+        """h = (t1 − t0)/num_steps; a ValueError for adaptive nets, which have no single h."""
+        if self.num_steps is None:
+            raise ValueError("An adaptive SolverNet (num_steps=None) has no fixed step size.")
+        return (self.t1 - self.t0) / self.num_steps
+
+    def with_solver(self, solver: str, **changes) -> "SolverNet":
+        """The same field (and encoder, readout) under another discretisation.
+
+        `changes` may set any other constructor argument, e.g. `num_steps=5` or
+        `num_steps=None, rtol=1e-6` for adaptive stepping.
+        """
+        return dataclasses.replace(self, solver=solver, **changes)
+
+    def encode(self, x):
+        """The initial state y(t0) of input x."""
+        y0 = x if self.encoder is None else self.encoder(x)
+        if y0.shape != (self.field.state_dim,):
+            raise ValueError(
+                f"The initial state has shape {y0.shape} but the field acts on ({self.field.state_dim},). "
+                f"Check the input (one sample; batch with jax.vmap) or the encoder."
+            )
+        return y0
+
+    def solve(self, x, saveat: diffrax.SaveAt | None = None) -> diffrax.Solution:
+        """The diffrax solution from input x: `ys`, `result` (a failure code when throw=False)
+        and `stats` (steps taken, accepted, rejected). Saves the final state by default."""
+        y0 = self.encode(x)
+        fixed = self.num_steps is not None
+        if fixed:
+            controller = diffrax.StepTo(ts=jnp.linspace(self.t0, self.t1, self.num_steps + 1))
+            checkpoints = self.num_steps
+        else:
+            controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol)
+            checkpoints = None
+        max_steps = self.max_steps or (self.num_steps if fixed else _ADAPTIVE_MAX_STEPS)
+        adjoint = {
+            "recursive_checkpoint": lambda: diffrax.RecursiveCheckpointAdjoint(checkpoints=checkpoints),
+            "backsolve": diffrax.BacksolveAdjoint,
+            "direct": diffrax.DirectAdjoint,
+        }[self.adjoint]()
+        if self.solver in PARTITIONED:
+            terms = (diffrax.ODETerm(self.field.position_rate), diffrax.ODETerm(self.field.momentum_rate))
+            y0 = tuple(jnp.split(y0, 2))
+        else:
+            terms = diffrax.ODETerm(self.field)
+        solution = diffrax.diffeqsolve(
+            terms,
+            solver(self.solver, root_rtol=self.root_rtol, root_atol=self.root_atol),
+            t0=self.t0,
+            t1=self.t1,
+            dt0=None,
+            y0=y0,
+            saveat=saveat or diffrax.SaveAt(t1=True),
+            stepsize_controller=controller,
+            adjoint=adjoint,
+            max_steps=max_steps,
+            throw=self.throw,
+        )
+        if self.solver in PARTITIONED:
+            solution = eqx.tree_at(lambda s: s.ys, solution, jnp.concatenate(solution.ys, axis=-1))
+        return solution
+
+    def final_state(self, x):
+        """y(t1), before the readout."""
+        return self.solve(x).ys[-1]
+
+    def __call__(self, x):
+        y1 = self.final_state(x)
+        return y1 if self.readout is None else self.readout(y1)
+
+    def trajectory(self, x):
+        """Times and states at every layer: `ts` (num_steps + 1,), `ys` (num_steps + 1, state_dim).
+
+        Fixed steps work under jit. An adaptive net returns its accepted steps, whose number
+        is only known after the solve, so it cannot be traced: call it outside jit.
+        """
+        solution = self.solve(x, diffrax.SaveAt(t0=True, steps=True))
+        if self.num_steps is not None:
+            return solution.ts, solution.ys
+        # diffrax pads the step buffer to max_steps with inf; keep the filled part.
+        count = solution.stats["num_accepted_steps"]
+        if isinstance(count, jax.core.Tracer):
+            raise ValueError(
+                "trajectory() of an adaptive SolverNet cannot run under jit/vmap: its length is "
+                "the number of accepted steps. Call it eagerly, or use fixed num_steps."
+            )
+        return solution.ts[: int(count) + 1], solution.ys[: int(count) + 1]

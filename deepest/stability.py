@@ -1,0 +1,262 @@
+"""Linear stability theory of every exposed solver, computed from its definition.
+
+On the test problem y' = λy a solver with step h multiplies its state by a matrix M(z),
+z = hλ, once per step. Its *characteristic polynomial* π(μ; z) = det(μI − M(z)) decides
+everything: the growth factor is the largest root modulus, and the method is stable at z when
+every root has |μ| ≤ 1 and those on the unit circle are simple (the root condition).
+
+- One-step Runge–Kutta methods (tableau A, b): M is the scalar
+  R(z) = 1 + z bᵀ(I − zA)⁻¹𝟙 = det(I − zA + z𝟙bᵀ) / det(I − zA) = P(z)/Q(z),
+  so π(μ; z) = Q(z)μ − P(z). P and Q are computed from the tableau of `deepest.solvers`.
+- `leapfrog_midpoint`, on (y_{n−1}, y_n): y_{n+1} = y_{n−1} + 2z y_n, so π = μ² − 2zμ − 1.
+- `reversible_heun`, on (y_n, ŷ_n): ŷ_{n+1} = 2y_n − ŷ_n + zŷ_n and
+  y_{n+1} = y_n + (z/2)(ŷ_n + ŷ_{n+1}); again π = μ² − 2zμ − 1.
+- `semi_implicit_euler` acts on partitioned systems q' = a p, p' = b q, whose eigenvalues are
+  ±λ with λ² = ab. Here z means hλ: one step is q ← q + h a p, p ← p + h b q, and
+  π = μ² − (2 + z²)μ + 1 depends on z² = h²ab only (not on how λ² splits into a and b).
+  So z = iω h for the linear oscillator of frequency ω, and bounded iff hω < 2.
+
+References: Hairer & Wanner, Solving ODEs II (1996), IV.2–IV.3 (stability functions);
+Hairer, Nørsett & Wanner, Solving ODEs I (1993), III.3 (root condition, boundary locus);
+Kidger et al., "Efficient and accurate gradients for neural SDEs" (2021, arXiv:2105.13493),
+for reversible Heun.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpy.polynomial import polynomial as poly
+
+from .solvers import butcher_tableau, check_solver_name
+
+# Step matrices of the two-step methods on the test problem, entry by entry as polynomials in z
+# (coefficients in ascending powers); see the module docstring for where each row comes from.
+_STEP_MATRICES = {
+    "leapfrog_midpoint": (((0.0,), (1.0,)), ((1.0,), (0.0, 2.0))),
+    "reversible_heun": (((1.0, 1.0), (0.0, 0.0, 0.5)), ((2.0,), (-1.0, 1.0))),
+    # The symmetric split a = b = λ; the characteristic polynomial depends on z² only.
+    "semi_implicit_euler": (((1.0,), (0.0, 1.0)), ((0.0, 1.0), (1.0, 0.0, 1.0))),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class CharacteristicPolynomial:
+    """π(μ; z) = Σ_j Σ_k coefficients[j, k] z^k μ^j; μ-degree 1 for one-step methods."""
+
+    coefficients: np.ndarray
+
+    @property
+    def degree(self) -> int:
+        return self.coefficients.shape[0] - 1
+
+
+def _numerator_denominator(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """P and Q of R = P/Q, as ascending coefficient arrays, from the Butcher tableau."""
+    tableau = butcher_tableau(name)
+    if tableau.explicit:
+        # R(z) = Σ_k (bᵀ A^{k−1} 𝟙) z^k exactly, since A is nilpotent.
+        terms, stage = [1.0], np.ones(len(tableau.b))
+        for _ in range(len(tableau.b)):
+            terms.append(tableau.b @ stage)
+            stage = tableau.A @ stage
+        return np.trim_zeros(np.array(terms), "b"), np.ones(1)
+    # det(I − zX) = Σ_k c_k z^k where (c_0, c_1, ...) are np.poly(X): det(λI − X) = Σ c_k λ^{s−k}.
+    shifted = tableau.A - np.outer(np.ones(len(tableau.b)), tableau.b)
+    return np.poly(shifted), np.poly(tableau.A)
+
+
+@functools.cache
+def characteristic_polynomial(name: str) -> CharacteristicPolynomial:
+    """π(μ; z) of the solver `name` on the linear test problem (see the module docstring)."""
+    check_solver_name(name)
+    if name in _STEP_MATRICES:
+        (m00, m01), (m10, m11) = _STEP_MATRICES[name]
+        trace = poly.polyadd(m00, m11)
+        determinant = poly.polysub(poly.polymul(m00, m11), poly.polymul(m01, m10))
+        rows = [determinant, -trace, np.ones(1)]
+    else:
+        numerator, denominator = _numerator_denominator(name)
+        rows = [-numerator, denominator]
+    width = max(len(row) for row in rows)
+    return CharacteristicPolynomial(np.array([np.pad(row, (0, width - len(row))) for row in rows]))
+
+
+def stability_polynomial(name: str) -> np.ndarray:
+    """Coefficients (ascending powers of z) of R(z) for an explicit Runge–Kutta method.
+
+    Coefficient k equals 1/k! for k ≤ the method's order.
+    """
+    numerator, denominator = _numerator_denominator(name)
+    if len(denominator) > 1:
+        raise ValueError(f"{name!r} is implicit: R(z) is rational; use stability_function({name!r}).")
+    return numerator
+
+
+def stability_function(name: str) -> Callable:
+    """R(z) = 1 + z bᵀ(I − zA)⁻¹𝟙 of a one-step Runge–Kutta method, evaluated as P(z)/Q(z).
+
+    Returns a function of a complex array (numpy or jax; works under jit).
+
+    Example:
+        >>> R = deepest.stability.stability_function("euler")
+        >>> R(-0.5)   # 1 + z
+        0.5
+    """
+    if name in _STEP_MATRICES:
+        raise ValueError(
+            f"{name!r} is a two-step or partitioned method with no single R(z); "
+            f"use growth_factor({name!r}, z) or characteristic_polynomial({name!r})."
+        )
+    numerator, denominator = _numerator_denominator(name)
+
+    def R(z):
+        xp = jnp if _is_jax(z) else np
+        return xp.polyval(numerator[::-1], z) / xp.polyval(denominator[::-1], z)
+
+    return R
+
+
+def _is_jax(z) -> bool:
+    return isinstance(z, jax.Array)
+
+
+def _roots(name: str, z):
+    """The roots μ of π(μ; z), shape z.shape + (degree,). NumPy in, NumPy out; JAX likewise."""
+    xp = jnp if _is_jax(z) else np
+    z = xp.asarray(z)
+    z = z.astype(xp.result_type(z.dtype, xp.complex64))
+    coefficients = characteristic_polynomial(name).coefficients
+    c = [xp.polyval(row[::-1].astype(z.dtype), z) for row in coefficients]
+    if len(c) == 2:
+        return (-c[0] / c[1])[..., None]
+    # Quadratic c2 μ² + c1 μ + c0: the cancellation-free pair q/c2, c0/q.
+    c0, c1, c2 = c
+    root = xp.sqrt(c1 * c1 - 4 * c2 * c0)
+    q = -0.5 * xp.where(xp.abs(c1 + root) >= xp.abs(c1 - root), c1 + root, c1 - root)
+    return xp.stack([q / c2, c0 / q], axis=-1)
+
+
+def growth_factor(name: str, z):
+    """Per-step amplification on the linear test problem: max |μ| over the roots of π(μ; z).
+
+    For one-step methods this is |R(z)|; see the module docstring for what z means for
+    `semi_implicit_euler`. Accepts NumPy or JAX arrays (jit-compatible).
+    """
+    return abs(_roots(name, z)).max(axis=-1)
+
+
+def is_stable(name: str, z):
+    """Whether the solver is stable at z = hλ: every root |μ| ≤ 1, those with |μ| = 1 simple.
+
+    Rounding tolerances scale with the dtype's machine epsilon: |μ| ≤ 1 + 100ε, and two roots
+    on the circle closer than 10√ε count as repeated (a double root grows linearly).
+    """
+    roots = _roots(name, z)
+    xp = jnp if _is_jax(roots) else np
+    eps = xp.finfo(roots.dtype).eps
+    modulus = abs(roots)
+    stable = (modulus <= 1 + 100 * eps).all(axis=-1)
+    if roots.shape[-1] == 1:
+        return stable
+    on_circle = (modulus >= 1 - 100 * eps).all(axis=-1)
+    repeated = abs(roots[..., 0] - roots[..., 1]) <= 10 * xp.sqrt(eps)
+    return stable & ~(on_circle & repeated)
+
+
+def real_axis_limit(name: str) -> float:
+    """The left end x < 0 of the stable real interval [x, 0]; −inf if the whole axis is stable."""
+    limit = _axis_limit(name, -1.0)
+    return -limit if limit else 0.0
+
+
+def imaginary_axis_limit(name: str) -> float:
+    """The largest y with [0, iy] stable: 0.0 if only the origin, inf for the whole axis."""
+    return _axis_limit(name, 1j)
+
+
+def _axis_limit(name: str, direction: complex) -> float:
+    """sup{r ≥ 0 : z = s·direction is stable for all s ∈ [0, r]}."""
+    check_solver_name(name)
+    if characteristic_polynomial(name).degree > 1:
+        return _scanned_axis_limit(name, direction)
+    # |R| − 1 keeps its sign between crossings: one probe per interval decides it.
+    edges = [0.0, *_one_step_crossings(name, direction)]
+    probes = [(a + b) / 2 for a, b in zip(edges, edges[1:])] + [2 * edges[-1] + 1]
+    for left, probe in zip(edges, probes):
+        if not is_stable(name, np.complex128(probe * direction)):
+            return left
+    return float("inf")
+
+
+def _one_step_crossings(name: str, direction: complex) -> list[float]:
+    """Positive r where |R(r·direction)| = 1: the real roots of E(r) = |P|² − |Q|²."""
+    numerator, denominator = _numerator_denominator(name)
+
+    def squared_modulus(coefficients):
+        along_ray = coefficients * direction ** np.arange(len(coefficients))
+        return poly.polymul(along_ray, along_ray.conj()).real
+
+    excess = poly.polysub(squared_modulus(numerator), squared_modulus(denominator))
+    # An order-p method has |R(iy)|² − 1 = O(y^{p+1}) exactly, but a float tableau meets its
+    # order conditions only to ~1e-16: the lowest coefficients of E are then rounding noise
+    # (the first genuine one, 2(R_{p+1} − 1/(p+1)!), is 5.9e-8 for dopri8 and larger for the
+    # others), and left in they scatter spurious roots around 0.
+    noise = np.cumsum(np.abs(excess) > 1e-12) == 0
+    excess = np.trim_zeros(np.where(noise, 0.0, excess), "b")
+    roots = poly.polyroots(excess) if len(excess) > 1 else np.array([])
+    real = roots[np.abs(roots.imag) <= 1e-9 * np.maximum(1, np.abs(roots))].real
+    real = real[real > 1e-12]
+    slope = poly.polyder(excess)
+    for _ in range(3):  # Newton polish: companion-matrix roots are off by a few ulps
+        real = real - poly.polyval(real, excess) / poly.polyval(real, slope)
+    return sorted(float(r) for r in real)
+
+
+def _scanned_axis_limit(name: str, direction: complex) -> float:
+    """First loss of stability along a ray, by scanning then bisecting (two-step methods).
+
+    Their stable sets can lie on the preimage of the unit circle itself (leapfrog: the segment
+    (−i, i)), where no sign change exists to root-find on. The scan steps 1e-3 up to 10 and
+    geometrically to 1e4; an instability before r = 1e-3 is reported at 0.
+    """
+    radii = np.concatenate([np.linspace(0, 10, 10001)[1:], np.geomspace(10, 1e4, 3001)[1:]])
+    stable = is_stable(name, radii * direction)
+    if stable.all():
+        return float("inf")
+    first = int(np.argmin(stable))
+    if first == 0:
+        return 0.0
+    low, high = radii[first - 1], radii[first]
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if is_stable(name, np.complex128(middle * direction)) else (low, middle)
+    return float(low)
+
+
+def boundary_locus(name: str, num_points: int = 1024) -> np.ndarray:
+    """Points z with a root μ = e^{iθ} of π(μ; z), for θ on a uniform grid of [0, 2π).
+
+    For one-step methods these are exactly the boundary of {|R(z)| ≤ 1}; for two-step
+    methods the locus contains the boundary. Returns shape (num_points, branches): column b
+    follows one root continuously in θ (nearest-neighbour matching), ready for `plot`.
+    """
+    coefficients = characteristic_polynomial(name).coefficients
+    powers = np.exp(1j * np.outer(np.linspace(0, 2 * np.pi, num_points, endpoint=False), np.arange(len(coefficients))))
+    in_z = powers @ coefficients  # row θ: coefficients of the polynomial in z
+    branches = in_z.shape[1] - 1
+    locus = np.full((num_points, branches), np.nan + 0j)
+    for i, row in enumerate(in_z):
+        roots = poly.polyroots(np.trim_zeros(row, "b"))
+        if i > 0 and len(roots) == branches:
+            order = []
+            for previous in locus[i - 1]:
+                distance = np.abs(roots - previous)
+                distance[order] = np.inf
+                order.append(int(np.argmin(distance)))
+            roots = roots[order]
+        locus[i, : len(roots)] = roots
+    return locus
