@@ -150,10 +150,12 @@ def growth_factor(name: str, z):
 
 
 def is_stable(name: str, z):
-    """Whether the solver is stable at z = hλ: every root |μ| ≤ 1, those with |μ| = 1 simple.
+    """Whether the solver is stable at z = hλ: its step matrix stays bounded under powers.
 
-    Rounding tolerances scale with the dtype's machine epsilon: |μ| ≤ 1 + 100ε, and two roots
-    on the circle closer than 10√ε count as repeated (a double root grows linearly).
+    That is the root condition: every root |μ| ≤ 1, and a root on the unit circle must be
+    semisimple (a double root of a 2×2 step matrix M is, iff M = μI; otherwise M is a Jordan
+    block and grows linearly). Rounding tolerances scale with the dtype's ε: |μ| ≤ 1 + 100ε,
+    and roots on the circle closer than 10√ε count as one double root.
     """
     roots = _roots(name, z)
     xp = jnp if _is_jax(roots) else np
@@ -164,7 +166,18 @@ def is_stable(name: str, z):
         return stable
     on_circle = (modulus >= 1 - 100 * eps).all(axis=-1)
     repeated = abs(roots[..., 0] - roots[..., 1]) <= 10 * xp.sqrt(eps)
-    return stable & ~(on_circle & repeated)
+    deviation = _step_matrix(name, z) - roots[..., :1, None] * xp.eye(2)
+    defective = abs(deviation).max(axis=(-2, -1)) > 10 * xp.sqrt(eps)
+    return stable & ~(on_circle & repeated & defective)
+
+
+def _step_matrix(name: str, z):
+    """M(z) of a two-step method, shape z.shape + (2, 2)."""
+    xp = jnp if _is_jax(z) else np
+    z = xp.asarray(z)
+    z = z.astype(xp.result_type(z.dtype, xp.complex64))
+    rows = [xp.stack([xp.polyval(np.array(entry[::-1]), z) for entry in row], axis=-1) for row in _STEP_MATRICES[name]]
+    return xp.stack(rows, axis=-2)
 
 
 def real_axis_limit(name: str) -> float:
