@@ -158,15 +158,18 @@ class SolverNet(eqx.Module):
         y0 = self.encode(x)
         fixed = self.num_steps is not None
         if fixed:
-            controller = diffrax.StepTo(ts=jnp.linspace(self.t0, self.t1, self.num_steps + 1))
+            grid = jnp.linspace(self.t0, self.t1, self.num_steps + 1)
+            controller = diffrax.StepTo(ts=grid)
+            # The adjoint ODE runs from t1 back to t0, over the same grid reversed.
+            backward_controller = diffrax.StepTo(ts=grid[::-1])
             checkpoints = self.num_steps
         else:
-            controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol)
+            controller = backward_controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol)
             checkpoints = None
         max_steps = self.max_steps or (self.num_steps if fixed else _ADAPTIVE_MAX_STEPS)
         adjoint = {
             "recursive_checkpoint": lambda: diffrax.RecursiveCheckpointAdjoint(checkpoints=checkpoints),
-            "backsolve": diffrax.BacksolveAdjoint,
+            "backsolve": lambda: diffrax.BacksolveAdjoint(stepsize_controller=backward_controller),
             "direct": diffrax.DirectAdjoint,
         }[self.adjoint]()
         if self.solver in PARTITIONED:
