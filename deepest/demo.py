@@ -6,8 +6,9 @@ eigenvalues h·λ along the trajectories against the stability regions.
 
     python -m deepest.demo [--train-steps 400] [--figure figures/demo_stability.png]
 
-Measured on the 2-core CPU machine (float32, 400 Adam steps): about 25 s end to end, train accuracy
-≈ 0.97; re-integration with other solvers keeps the accuracy within a few points.
+Measured on the 2-core CPU machine (float32, 400 Adam steps, seed 0): 15 s end to end; train
+accuracy 1.000 under the training discretisation (Euler, 10 steps) but 0.57–0.64 under Euler
+5/40 steps, RK4 5/10 steps and adaptive Tsit5; 57% of the field's h·λ lie outside Euler's region.
 """
 
 import argparse
