@@ -124,11 +124,16 @@ def _is_jax(z) -> bool:
     return isinstance(z, jax.Array)
 
 
+def _as_complex(z, xp):
+    """z as a complex array of at least complex64 precision (complex128 for float64 input)."""
+    z = xp.asarray(z)
+    return z.astype(xp.result_type(z.dtype, xp.complex64))
+
+
 def _roots(name: str, z):
     """The roots μ of π(μ; z), shape z.shape + (degree,). NumPy in, NumPy out; JAX likewise."""
     xp = jnp if _is_jax(z) else np
-    z = xp.asarray(z)
-    z = z.astype(xp.result_type(z.dtype, xp.complex64))
+    z = _as_complex(z, xp)
     coefficients = characteristic_polynomial(name).coefficients
     c = [xp.polyval(row[::-1].astype(z.dtype), z) for row in coefficients]
     if len(c) == 2:
@@ -174,8 +179,7 @@ def is_stable(name: str, z):
 def _step_matrix(name: str, z):
     """M(z) of a two-step method, shape z.shape + (2, 2)."""
     xp = jnp if _is_jax(z) else np
-    z = xp.asarray(z)
-    z = z.astype(xp.result_type(z.dtype, xp.complex64))
+    z = _as_complex(z, xp)
     rows = [xp.stack([xp.polyval(np.array(entry[::-1]), z) for entry in row], axis=-1) for row in _STEP_MATRICES[name]]
     return xp.stack(rows, axis=-2)
 
