@@ -60,3 +60,96 @@ def _fitting_extent(sets, margin=0.15):
     im_low, im_high = min(values.imag.min(), -1.0), max(values.imag.max(), 1.0)
     pad = margin * max(re_high - re_low, im_high - im_low)
     return (re_low - pad, re_high + pad, im_low - pad, im_high + pad)
+
+
+def spectrum_on_region(spectrum, *, solvers=None, ax=None, extent=None, max_points=20000):
+    """The h·λ cloud of a `JacobianSpectrum` over the solver's stability region.
+
+    Points are coloured by layer (early dark, late bright) and those outside the region
+    of the net's solver are ringed in red, so a glance shows which layers leave it.
+
+    Args:
+        spectrum: a `deepest.analysis.JacobianSpectrum`.
+        solvers: regions to shade (default: the net's solver).
+        ax: matplotlib axes (default: a new figure).
+        extent: (re_min, re_max, im_min, im_max), default fitted.
+        max_points: at most this many points are drawn (an even subsample of the batch).
+    """
+    scaled = np.asarray(spectrum.scaled)
+    outside = np.asarray(spectrum.outside)
+    layers = np.broadcast_to(np.arange(scaled.shape[1])[None, :, None], scaled.shape)
+    stride = max(1, scaled.size // max_points)
+    points, layers, outside = (np.ravel(a)[::stride] for a in (scaled, layers, outside))
+    ax = stability_region(solvers or [spectrum.solver], ax=ax, extent=extent or _fitting_extent([points]))
+    cloud = ax.scatter(points.real, points.imag, c=layers, cmap="viridis", s=8, zorder=3)
+    if outside.any():
+        ax.scatter(points.real[outside], points.imag[outside], s=30, facecolors="none", edgecolors="red", linewidths=0.8, zorder=4, label="outside")
+    ax.figure.colorbar(cloud, ax=ax, label="layer k", shrink=0.8)
+    ax.set_title(f"h·λ of ∂f/∂y: {np.mean(np.asarray(spectrum.outside)):.1%} outside {spectrum.solver}")
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
+
+
+def gradient_profile(gradients, *, ax=None):
+    """‖∂L/∂y_k‖ against layer k: the median over samples, an interquartile band, and the fit."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4))
+    norms = np.asarray(gradients.state)
+    layers = np.arange(norms.shape[1])
+    low, median, high = np.nanpercentile(norms, [25, 50, 75], axis=0)
+    ax.fill_between(layers, low, high, alpha=0.3, label="interquartile range")
+    ax.plot(layers, median, marker="o", markersize=3, label="median")
+    profile = np.asarray(gradients.log_profile)
+    slope = float(gradients.slope)
+    fit = np.exp(profile.mean() + slope * (layers - layers.mean()))
+    ax.plot(layers, fit, "k--", linewidth=1, label=f"fit: slope {slope:+.3f}/layer ({gradients.regime()})")
+    ax.set_yscale("log")
+    ax.set_xlabel("layer k")
+    ax.set_ylabel("‖∂L/∂y_k‖")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def lyapunov_exponents(lyapunov, *, ax=None, num_shown=3):
+    """Local exponents log|R_ii|/h per step (median over samples) and the finite-time averages,
+    for the `num_shown` largest exponents."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4))
+    local = np.asarray(lyapunov.local_exponents)
+    local = local.reshape(-1, *local.shape[-2:])
+    median = np.median(local, axis=0)
+    exponents = np.median(np.asarray(lyapunov.exponents).reshape(-1, local.shape[-1]), axis=0)
+    for rank, index in enumerate(np.argsort(exponents)[::-1][:num_shown]):
+        ax.plot(median[:, index], color=f"C{rank}", linewidth=1, label=f"λ_{rank + 1} = {exponents[index]:+.3f}")
+        ax.axhline(exponents[index], color=f"C{rank}", linestyle="--", linewidth=0.8)
+    ax.axhline(0, color="0.6", linewidth=0.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel("local exponent log|R_ii| / h")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def stability_report(report):
+    """A four-panel figure of a `StabilityReport`: h·λ on the region, the share outside and
+    the growth per layer, the gradient profile, and the layer map's top Lyapunov exponents."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 9))
+    spectrum_on_region(report.spectrum, ax=axes[0, 0])
+    layers = np.arange(len(report.fraction_outside_per_layer))
+    axes[0, 1].bar(layers, report.fraction_outside_per_layer, color="C3", alpha=0.6, label="share of h·λ outside")
+    axes[0, 1].set_xlabel("layer k")
+    axes[0, 1].set_ylabel("share outside the region")
+    growth_axis = axes[0, 1].twinx()
+    growth_axis.plot(layers, report.max_growth_per_layer, "k.-", label="largest growth factor")
+    growth_axis.axhline(1, color="0.5", linestyle=":")
+    growth_axis.set_ylabel("largest growth factor")
+    axes[0, 1].set_title("Per layer")
+    if report.gradients is not None:
+        gradient_profile(report.gradients, ax=axes[1, 0])
+        lyapunov_exponents(report.lyapunov, ax=axes[1, 1])
+    else:
+        for ax in axes[1]:
+            ax.text(0.5, 0.5, "two-step solver:\nno one-step layer map", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+    fig.suptitle(report.summary().splitlines()[0])
+    fig.tight_layout()
+    return fig

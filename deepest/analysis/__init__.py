@@ -1,0 +1,23 @@
+"""Analysis of solver-networks as dynamical systems: spectra, gradients, Lyapunov exponents.
+
+Every function is pure, takes a model and data, and returns a named result (an eqx.Module
+with documented fields).
+"""
+
+from . import krylov as krylov
+from .gradients import GRADIENT_REGIMES as GRADIENT_REGIMES
+from .gradients import GradientNorms as GradientNorms
+from .gradients import InputOutputSpectrum as InputOutputSpectrum
+from .gradients import gradient_norms as gradient_norms
+from .gradients import io_jacobian_singular_values as io_jacobian_singular_values
+from .spectra import DENSE_LIMIT as DENSE_LIMIT
+from .spectra import JacobianSpectrum as JacobianSpectrum
+from .spectra import LayerMapSpectrum as LayerMapSpectrum
+from .spectra import jacobian_spectrum as jacobian_spectrum
+from .spectra import layer_map_spectrum as layer_map_spectrum
+from .lyapunov import LyapunovSpectrum as LyapunovSpectrum
+from .lyapunov import flow_lyapunov_spectrum as flow_lyapunov_spectrum
+from .lyapunov import layer_lyapunov_spectrum as layer_lyapunov_spectrum
+from .lyapunov import lyapunov_spectrum as lyapunov_spectrum
+from .report import StabilityReport as StabilityReport
+from .report import stability_report as stability_report

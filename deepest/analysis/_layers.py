@@ -1,0 +1,93 @@
+"""The layers of a fixed-step SolverNet: its time grid and its one-step (layer) map.
+
+Layer k of a net with solver Φ and step h is the map y_k ↦ y_{k+1} = Φ_h(t_k, y_k); for
+explicit Euler Φ_h(t, y) = y + h f(t, y). The map is one step of the same diffrax solver the
+net integrates with, so its Jacobian ∂y_{k+1}/∂y_k is that of the network's actual layer.
+"""
+
+import dataclasses
+
+import diffrax
+import jax
+import jax.numpy as jnp
+
+from ..fields import AbstractVectorField
+from ..network import SolverNet
+from ..solvers import MULTISTEP, PARTITIONED, solver
+
+
+def layer_times(net: SolverNet):
+    """t_0 … t_L of a fixed-step net (L = num_steps); a ValueError for adaptive nets."""
+    if net.num_steps is None:
+        raise ValueError(
+            "Layer-wise analysis needs a fixed-step SolverNet (num_steps=None is adaptive, with "
+            "no fixed layers). Analyse a fixed-step version, e.g. net.with_solver(net.solver, num_steps=20)."
+        )
+    return jnp.linspace(net.t0, net.t1, net.num_steps + 1)
+
+
+def trajectories(net: SolverNet, xs):
+    """Layer times t_0 … t_L, shape (L + 1,), and states y_0 … y_L of a batch, (batch, L + 1, d)."""
+    times = layer_times(net)
+    _, states = jax.vmap(net.trajectory)(xs)
+    return times, states
+
+
+def layer_chain(net: SolverNet, y0):
+    """y_L from y_0 by the net's layer maps in sequence: the same numbers as the net's solve,
+    differentiable in forward and reverse mode (one-step solvers, fixed steps)."""
+    check_one_step(net, "The chained layer map")
+    times = layer_times(net)
+
+    def one_layer(y, interval):
+        return layer_step(net, net.field, interval[0], interval[1], y), None
+
+    return jax.lax.scan(one_layer, y0, (times[:-1], times[1:]))[0]
+
+
+def check_one_step(net: SolverNet, what: str) -> None:
+    """Raise for the two-step solvers, whose layer map is not a function of y_k alone."""
+    if net.solver in MULTISTEP:
+        raise ValueError(
+            f"{what} needs the layer map y_k ↦ y_(k+1), but {net.solver!r} is a two-step method: "
+            f"its step also depends on the previous state. Use a one-step solver "
+            f"(net.with_solver('euler')), or jacobian_spectrum, which works for every solver."
+        )
+
+
+def layer_step(net: SolverNet, field: AbstractVectorField, t, t_next, y):
+    """y_{k+1} = Φ_h(t_k, y_k): one step of the net's solver from (t, y) to t_next.
+
+    `field` is passed separately (usually `net.field`) so that callers can differentiate
+    with respect to its parameters.
+    """
+    check_one_step(net, "The layer map")
+    return solver_step(net.solver, field, t, t_next, y, root_rtol=net.root_rtol, root_atol=net.root_atol)
+
+
+def solver_step(name: str, field, t, t_next, y, *, root_rtol: float = 1e-6, root_atol: float = 1e-6):
+    """One step of the one-step solver `name` on y' = field(t, y), from (t, y) to t_next.
+
+    `field` is any callable field(t, y) (an `AbstractVectorField` or a plain function); the
+    partitioned `semi_implicit_euler` needs an `AbstractSeparableField`.
+    """
+    # Array times: the implicit solvers' closure-converted root find refuses Python floats.
+    t, t_next = jnp.asarray(t), jnp.asarray(t_next)
+    method = solver(name, root_rtol=root_rtol, root_atol=root_atol)
+    if isinstance(method, diffrax.AbstractRungeKutta):
+        # diffrax's default stage loop is checkpointed, a custom_vjp without forward-mode
+        # derivatives; the "bounded" loop gives the same numbers and supports jvp and vjp.
+        method = dataclasses.replace(method, scan_kind="bounded")
+    if name in PARTITIONED:
+        terms = (diffrax.ODETerm(field.position_rate), diffrax.ODETerm(field.momentum_rate))
+        state = tuple(jnp.split(y, 2))
+    else:
+        terms = diffrax.ODETerm(lambda time, value, args: field(time, value))
+        state = y
+    # A fresh solver state: first-same-as-last solvers recompute f(t_k, y_k) from y_k, so
+    # the map (and its derivative) depends on y_k only, exactly as in a chained solve.
+    solver_state = method.init(terms, t, t_next, state, None)
+    next_state, *_ = method.step(terms, t, t_next, state, None, solver_state, made_jump=False)
+    if name in PARTITIONED:
+        return jnp.concatenate(next_state)
+    return next_state

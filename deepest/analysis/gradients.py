@@ -1,0 +1,179 @@
+"""Per-layer gradient norms and the input–output Jacobian: vanishing, exploding, isometric.
+
+Backpropagation through a net of layer maps y_{k+1} = Φ_k(y_k) carries the adjoint
+a_k = ∂L/∂y_k = (∂Φ_k/∂y_k)ᵀ a_{k+1} from a_L = ∂L/∂y_L down to the input. For a linear
+Euler ResNet Φ_k = I + hA, so a_k = ((I + hA)ᵀ)^{L−k} a_L: the profile log‖a_k‖ is linear in
+k, with slope set by the layer map's spectrum. A profile that falls towards the input means
+vanishing gradients; one that rises, exploding ones. The singular values of ∂y_L/∂y_0 all
+near 1 is dynamical isometry (Pennington, Schoenholz & Ganguli 2017, arXiv:1711.04735).
+
+Reference: Haber & Ruthotto, "Stable architectures for deep neural networks" (2017,
+arXiv:1705.03341), section 3.
+"""
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ..network import SolverNet
+from . import krylov
+from ._batched_linalg import singular_values
+from ._layers import check_one_step, layer_chain, layer_step, trajectories
+from .spectra import _resolve_method
+
+GRADIENT_REGIMES = ("vanishing", "stable", "exploding")
+
+
+def _tree_norm(tree) -> Float[Array, ""]:
+    leaves = jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))
+    return jnp.sqrt(sum(jnp.sum(leaf**2) for leaf in leaves))
+
+
+class GradientNorms(eqx.Module):
+    """Gradient norms through depth, per sample.
+
+    Fields:
+        state: (batch, num_steps + 1) ‖∂L/∂y_k‖ for k = 0 … L (input state to output state).
+        parameters: (batch, num_steps) the norm of layer k's contribution to ∂L/∂θ: the
+            gradient through the field's parameters at step k alone. For explicit Euler on a
+            `PerLayer` field this is exactly ‖∂L/∂θ_k‖; with shared weights, ∂L/∂θ is the sum
+            of these contributions.
+        loss: (batch,) the per-sample loss.
+    """
+
+    state: Float[Array, "batch layers_plus_one"]
+    parameters: Float[Array, "batch layers"]
+    loss: Float[Array, " batch"]
+
+    @property
+    def log_profile(self) -> Float[Array, " layers_plus_one"]:
+        """mean over the batch of log‖∂L/∂y_k‖, k = 0 … L."""
+        return jnp.mean(jnp.log(self.state), axis=0)
+
+    @property
+    def slope(self) -> Float[Array, ""]:
+        """Least-squares slope of `log_profile` against k: log-growth per layer, towards the output.
+
+        Positive: gradients shrink towards the input (vanishing); negative: they grow (exploding).
+        """
+        profile = self.log_profile
+        layers = jnp.arange(profile.shape[0], dtype=profile.dtype)
+        centred = layers - layers.mean()
+        return jnp.sum(centred * (profile - profile.mean())) / jnp.sum(centred**2)
+
+    def regime(self, factor: float = 10.0) -> str:
+        """"vanishing", "exploding" or "stable": whether the fitted profile changes by more
+        than `factor` across the net's depth (|slope|·L > ln factor), and in which direction."""
+        slope = float(self.slope)
+        change = abs(slope) * (self.state.shape[-1] - 1)
+        if not np.isfinite(slope):
+            return "exploding"
+        if change <= np.log(factor):
+            return "stable"
+        return "vanishing" if slope > 0 else "exploding"
+
+
+def gradient_norms(net: SolverNet, loss_fn, xs, targets) -> GradientNorms:
+    """‖∂L/∂y_k‖ at every layer and each layer's share of ∂L/∂θ, per sample.
+
+    Args:
+        net: a fixed-step SolverNet with a one-step solver.
+        loss_fn: loss_fn(output, target) → scalar, for one sample (output = net(x)).
+        xs: inputs (batch, ...).
+        targets: targets (batch, ...), one per input.
+
+    The adjoints are propagated backwards through the net's own layer maps (vjp of one
+    solver step), so they are the exact gradients of the discrete network.
+
+    Example:
+        >>> def loss_fn(logits, label):
+        ...     return optax.softmax_cross_entropy_with_integer_labels(logits, label)
+        >>> grads = deepest.analysis.gradient_norms(net, loss_fn, xs, labels)
+        >>> grads.regime()
+        'stable'
+    """
+    check_one_step(net, "gradient_norms")
+    grid, states = trajectories(net, xs)
+
+    def one_sample(states, target):
+        def loss_of_final(y):
+            output = y if net.readout is None else net.readout(y)
+            return loss_fn(output, target)
+
+        loss, adjoint = jax.value_and_grad(loss_of_final)(states[-1])
+
+        def backward(adjoint, layer):
+            t, t_next, y = layer
+            _, pullback = eqx.filter_vjp(lambda field, state: layer_step(net, field, t, t_next, state), net.field, y)
+            field_gradient, previous = pullback(adjoint)
+            return previous, (jnp.linalg.norm(previous), _tree_norm(field_gradient))
+
+        _, (state_norms, parameter_norms) = jax.lax.scan(
+            backward, adjoint, (grid[:-1], grid[1:], states[:-1]), reverse=True
+        )
+        return jnp.append(state_norms, jnp.linalg.norm(adjoint)), parameter_norms, loss
+
+    state, parameters, loss = jax.vmap(one_sample)(states, targets)
+    return GradientNorms(state=state, parameters=parameters, loss=loss)
+
+
+class InputOutputSpectrum(eqx.Module):
+    """Singular values of the input–output Jacobian ∂y_L/∂y_0, per sample.
+
+    Fields:
+        singular_values: (batch, k) descending; all of them ("dense") or the largest few
+            ("matrix_free").
+        method: "dense" or "matrix_free".
+    """
+
+    singular_values: Float[Array, "batch k"]
+    method: str = eqx.field(static=True)
+
+    @property
+    def largest(self) -> Float[Array, " batch"]:
+        """σ_max = ‖∂y_L/∂y_0‖₂: the worst amplification of an input perturbation."""
+        return self.singular_values[:, 0]
+
+    @property
+    def log_spread(self) -> Float[Array, " batch"]:
+        """ln(σ_max/σ_min) over the computed singular values; 0 for perfect isometry."""
+        return jnp.log(self.singular_values[:, 0] / self.singular_values[:, -1])
+
+
+def io_jacobian_singular_values(
+    net: SolverNet, xs, *, method: str = "auto", num_values: int = 6, key=None
+) -> InputOutputSpectrum:
+    """Singular values of ∂y_L/∂y_0 (state to state, without encoder and readout).
+
+    "dense" forms the Jacobian by reverse mode through the net's own solve, so it works for
+    every solver, fixed or adaptive. "matrix_free" (auto above `spectra.DENSE_LIMIT`) runs
+    Lanczos bidiagonalisation on jvp/vjp of the chained layer maps (fixed steps, one-step
+    solvers) and returns the `num_values` largest.
+    """
+    method = _resolve_method(method, net.field.state_dim)
+    initial_states = jax.vmap(net.encode)(xs)
+    if method == "dense":
+        flow = dataclasses.replace(net, encoder=None).final_state
+        jacobians = jax.vmap(jax.jacrev(flow))(initial_states)
+        return InputOutputSpectrum(singular_values=singular_values(jacobians), method=method)
+    # Forward-mode products cannot go through diffrax's checkpointed adjoint; the chain of
+    # layer maps is the same computation, differentiable both ways.
+    def flow(y0):
+        return layer_chain(net, y0)
+
+    key = jax.random.PRNGKey(0) if key is None else key
+
+    def largest(y0):
+        def matvec(v):
+            return jax.jvp(flow, (y0,), (v,))[1]
+
+        def rmatvec(u):
+            return jax.vjp(flow, y0)[1](u)[0]
+
+        return krylov.top_singular_values(matvec, rmatvec, y0.shape[-1], num_values=num_values, dtype=y0.dtype, key=key).values
+
+    return InputOutputSpectrum(singular_values=jax.vmap(largest)(initial_states), method=method)

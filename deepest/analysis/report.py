@@ -1,0 +1,144 @@
+"""The stability report: spectra, gradients, isometry and Lyapunov exponents of one net.
+
+One call ties the analyses together for a trained net and a batch of data, so that the
+solver's stability region, the field's eigenvalues and what backpropagation does can be
+read side by side (and written to a run's summary.json by the experiment runner).
+"""
+
+import dataclasses
+
+import numpy as np
+
+from ..network import SolverNet
+from ..solvers import MULTISTEP
+from .gradients import GradientNorms, InputOutputSpectrum, gradient_norms, io_jacobian_singular_values
+from .lyapunov import LyapunovSpectrum, layer_lyapunov_spectrum
+from .spectra import JacobianSpectrum, jacobian_spectrum
+
+
+@dataclasses.dataclass(frozen=True)
+class StabilityReport:
+    """The analyses of one net on one batch, and the headline numbers drawn from them.
+
+    Fields:
+        spectrum: h·λ of ∂f/∂y along every layer (`jacobian_spectrum`).
+        gradients: ‖∂L/∂y_k‖ per layer (`gradient_norms`); None for two-step solvers.
+        io: singular values of ∂y_L/∂y_0 (`io_jacobian_singular_values`).
+        lyapunov: the finite-time Lyapunov spectrum of the layer map per sample
+            (`layer_lyapunov_spectrum`); None for two-step solvers.
+        regime_factor: the gradient change across depth beyond which the profile counts as
+            vanishing or exploding (`GradientNorms.regime`).
+    """
+
+    spectrum: JacobianSpectrum
+    gradients: GradientNorms | None
+    io: InputOutputSpectrum
+    lyapunov: LyapunovSpectrum | None
+    regime_factor: float = 10.0
+
+    @property
+    def fraction_outside(self) -> float:
+        """Share of all h·λ outside the solver's stability region."""
+        return float(self.spectrum.fraction_outside)
+
+    @property
+    def fraction_outside_per_layer(self) -> np.ndarray:
+        return np.asarray(self.spectrum.fraction_outside_per_layer)
+
+    @property
+    def max_growth(self) -> float:
+        """The largest per-step growth factor of the solver at any h·λ (NaN if diverged)."""
+        return float(np.max(self.spectrum.growth))
+
+    @property
+    def max_growth_per_layer(self) -> np.ndarray:
+        return np.asarray(np.max(self.spectrum.growth, axis=(0, 2)))
+
+    @property
+    def max_log_norm(self) -> float:
+        """max over samples and layers of μ₂(∂f/∂y)."""
+        return float(np.max(self.spectrum.log_norm))
+
+    @property
+    def gradient_regime(self) -> str | None:
+        return None if self.gradients is None else self.gradients.regime(self.regime_factor)
+
+    @property
+    def top_lyapunov(self) -> float | None:
+        """Mean over samples of the largest finite-time Lyapunov exponent, per unit depth.
+
+        The largest of the full spectrum, not the first QR exponent: over a few layers the
+        first tangent vector has not yet turned into the most expanding direction.
+        """
+        return None if self.lyapunov is None else float(np.mean(np.max(self.lyapunov.exponents, axis=-1)))
+
+    def to_dict(self) -> dict:
+        """Headline numbers as plain Python values, ready for JSON."""
+        io = np.asarray(self.io.singular_values)
+        return {
+            "solver": self.spectrum.solver,
+            "step_size": self.spectrum.step_size,
+            "num_layers": int(self.spectrum.eigenvalues.shape[1]),
+            "fraction_outside": self.fraction_outside,
+            "fraction_outside_per_layer": self.fraction_outside_per_layer.tolist(),
+            "max_growth": self.max_growth,
+            "max_growth_per_layer": self.max_growth_per_layer.tolist(),
+            "max_spectral_abscissa": float(np.max(self.spectrum.spectral_abscissa)),
+            "max_log_norm": self.max_log_norm,
+            "gradient_slope": None if self.gradients is None else float(self.gradients.slope),
+            "gradient_regime": self.gradient_regime,
+            "gradient_profile": None if self.gradients is None else np.exp(np.asarray(self.gradients.log_profile)).tolist(),
+            "io_largest_singular_value": float(np.median(io[:, 0])),
+            "io_smallest_singular_value": float(np.median(io[:, -1])),
+            "top_lyapunov": self.top_lyapunov,
+        }
+
+    def summary(self) -> str:
+        """A compact text summary, one finding per line."""
+        values = self.to_dict()
+        lines = [
+            f"Stability report: {values['solver']}, {values['num_layers']} layers, h = {values['step_size']:.4g}",
+            f"  h·λ outside the region: {self.fraction_outside:.1%} overall, "
+            f"{np.max(self.fraction_outside_per_layer):.1%} in the worst layer",
+            f"  largest growth factor: {self.max_growth:.4f}   max Re λ: {values['max_spectral_abscissa']:.4f}"
+            f"   max log-norm μ₂: {self.max_log_norm:.4f}",
+        ]
+        if self.gradients is None:
+            lines.append("  gradients, Lyapunov: not computed (two-step solver: no one-step layer map)")
+        else:
+            lines.append(
+                f"  gradients: {self.gradient_regime} (slope of log‖∂L/∂y_k‖: {values['gradient_slope']:+.4f} per layer)"
+            )
+            lines.append(f"  top Lyapunov exponent of the layer map: {self.top_lyapunov:+.4f} per unit depth")
+        lines.append(
+            f"  input–output singular values (median over samples): "
+            f"σ_max {values['io_largest_singular_value']:.4g}, σ_min {values['io_smallest_singular_value']:.4g}"
+        )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def stability_report(net: SolverNet, xs, targets, loss_fn, *, regime_factor: float = 10.0, key=None) -> StabilityReport:
+    """Run the stability analyses of `net` on a batch and collect them.
+
+    Args:
+        net: a fixed-step SolverNet.
+        xs, targets: a batch of inputs and their targets.
+        loss_fn: loss_fn(output, target) → scalar for one sample.
+        regime_factor: see `GradientNorms.regime`.
+        key: start vectors of the matrix-free estimates (large states only).
+
+    Example:
+        >>> report = deepest.analysis.stability_report(net, xs[:64], labels[:64], loss_fn)
+        >>> print(report.summary())
+    """
+    one_step = net.solver not in MULTISTEP
+    return StabilityReport(
+        spectrum=jacobian_spectrum(net, xs, key=key),
+        gradients=gradient_norms(net, loss_fn, xs, targets) if one_step else None,
+        io=io_jacobian_singular_values(net, xs, key=key),
+        lyapunov=layer_lyapunov_spectrum(net, xs) if one_step else None,
+        regime_factor=regime_factor,
+    )

@@ -1,0 +1,235 @@
+"""Jacobian spectra along trajectories, laid against the solver's stability region.
+
+Linearising y' = f(t, y) about the state y_k that layer k receives gives the local test
+problem δ' = J_k δ with J_k = ∂f/∂y(t_k, y_k). With step h the solver amplifies the
+eigen-direction of λ ∈ spec(J_k) by its growth factor at z = hλ (|1 + hλ| for Euler), so h·λ
+outside the stability region marks a layer that amplifies perturbations even where the
+exact flow would damp them. The log-norm μ₂(J) = λ_max((J + Jᵀ)/2) bounds the flow's
+growth, ‖δ(t)‖ ≤ exp(∫ μ₂ dt) ‖δ(0)‖ (Söderlind 2006).
+
+`layer_map_spectrum` looks at the discrete layer itself: the eigenvalues and singular values
+of ∂y_{k+1}/∂y_k (I + hJ_k for Euler).
+
+References: Haber & Ruthotto, "Stable architectures for deep neural networks" (2017,
+arXiv:1705.03341); Söderlind, "The logarithmic norm. History and modern theory" (BIT 2006).
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Complex, Float
+
+from .. import stability
+from ..network import SolverNet
+from . import krylov
+from ._batched_linalg import eigenvalues, singular_values, symmetric_eigenvalues
+from ._layers import check_one_step, layer_step, trajectories
+
+# Above this state dimension the spectra are estimated matrix-free (Krylov iterations on
+# jvp/vjp) instead of forming and factorising each Jacobian: a dense eigen-decomposition
+# costs O(d³) per matrix, a Krylov estimate O(d·m²) plus m Jacobian-vector products.
+DENSE_LIMIT = 128
+METHODS = ("auto", "dense", "matrix_free")
+
+
+def _resolve_method(method: str, state_dim: int) -> str:
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}. Valid methods are: {', '.join(METHODS)}.")
+    if method == "auto":
+        return "dense" if state_dim <= DENSE_LIMIT else "matrix_free"
+    return method
+
+
+class JacobianSpectrum(eqx.Module):
+    """Eigenvalues of ∂f/∂y at every layer of every sample, against the solver's region.
+
+    Fields:
+        eigenvalues: complex (batch, num_steps, k): spec(∂f/∂y(t_k, y_k)); k = state_dim
+            (method "dense"), or the `num_eigenvalues` largest in modulus followed by the
+            `num_eigenvalues` rightmost Ritz values ("matrix_free").
+        log_norm: (batch, num_steps) μ₂ = λ_max of the symmetric part of ∂f/∂y.
+        times: (num_steps,) the layer times t_k.
+        step_size: h.
+        solver: the net's solver, whose region `growth` and `outside` refer to.
+        method: "dense" or "matrix_free".
+    """
+
+    eigenvalues: Complex[Array, "batch steps k"]
+    log_norm: Float[Array, "batch steps"]
+    times: Float[Array, " steps"]
+    step_size: float = eqx.field(static=True)
+    solver: str = eqx.field(static=True)
+    method: str = eqx.field(static=True)
+
+    @property
+    def scaled(self) -> Complex[Array, "batch steps k"]:
+        """z = h·λ, the points to lay on the stability region."""
+        return self.step_size * self.eigenvalues
+
+    @property
+    def growth(self) -> Float[Array, "batch steps k"]:
+        """The solver's per-step growth factor at h·λ (|R(hλ)| for one-step methods)."""
+        return stability.growth_factor(self.solver, self.scaled)
+
+    @property
+    def outside(self) -> Bool[Array, "batch steps k"]:
+        """Whether h·λ lies outside the solver's stability region."""
+        return ~stability.is_stable(self.solver, self.scaled)
+
+    @property
+    def fraction_outside(self) -> Float[Array, ""]:
+        """Share of all h·λ (every sample, layer and eigenvalue) outside the region."""
+        return jnp.mean(self.outside, dtype=self.real_dtype)
+
+    @property
+    def fraction_outside_per_layer(self) -> Float[Array, " steps"]:
+        """Share of h·λ outside the region at each layer, over samples and eigenvalues."""
+        return jnp.mean(self.outside, axis=(0, 2), dtype=self.real_dtype)
+
+    @property
+    def real_dtype(self):
+        """The real dtype of the spectrum (float32 or float64)."""
+        return self.eigenvalues.real.dtype
+
+    @property
+    def spectral_abscissa(self) -> Float[Array, "batch steps"]:
+        """α(J) = max Re λ per sample and layer: the flow's asymptotic growth rate."""
+        return jnp.max(self.eigenvalues.real, axis=-1)
+
+    @property
+    def spectral_radius(self) -> Float[Array, "batch steps"]:
+        """ρ(J) = max |λ| per sample and layer."""
+        return jnp.max(jnp.abs(self.eigenvalues), axis=-1)
+
+
+def _jacobian_at(field):
+    return jax.jacfwd(lambda t, y: field(t, y), argnums=1)
+
+
+def jacobian_spectrum(
+    net: SolverNet, xs, *, method: str = "auto", num_eigenvalues: int = 6, key=None
+) -> JacobianSpectrum:
+    """Eigenvalues of ∂f/∂y along the layer states of a batch of inputs.
+
+    Args:
+        net: a fixed-step SolverNet.
+        xs: inputs, shape (batch, ...) (what `net` takes, with a batch axis).
+        method: "dense" (every eigenvalue; `jax.jacfwd` then LAPACK on every core),
+            "matrix_free" (extremal eigenvalues by restarted Arnoldi on jvps) or "auto":
+            dense up to `DENSE_LIMIT` state dimensions.
+        num_eigenvalues: how many extremal eigenvalues of each kind the matrix-free method
+            returns.
+        key: start vector of the Krylov iterations (default: a fixed key); unused when dense.
+
+    Returns:
+        A `JacobianSpectrum`. Works under `eqx.filter_jit`.
+
+    Example:
+        >>> spec = deepest.analysis.jacobian_spectrum(net, xs[:64])
+        >>> float(spec.fraction_outside), spec.spectral_abscissa.max()
+    """
+    method = _resolve_method(method, net.field.state_dim)
+    grid, ys = trajectories(net, xs)
+    times, states = grid[:-1], ys[:, :-1]
+    field = net.field
+    if method == "dense":
+        jacobians = jax.vmap(jax.vmap(_jacobian_at(field)), in_axes=(None, 0))(times, states)
+        values = eigenvalues(jacobians)
+        log_norm = symmetric_eigenvalues((jacobians + jnp.swapaxes(jacobians, -1, -2)) / 2)[..., -1]
+    else:
+        key = jax.random.PRNGKey(0) if key is None else key
+
+        def extremal(t, y):
+            def matvec(v):
+                return jax.jvp(lambda state: field(t, state), (y,), (v,))[1]
+
+            def symmetric_matvec(v):
+                _, pullback = jax.vjp(lambda state: field(t, state), y)
+                return (matvec(v) + pullback(v)[0]) / 2
+
+            dim = y.shape[-1]
+            largest = krylov.arnoldi_eigenvalues(matvec, dim, num_eigenvalues=num_eigenvalues, which="magnitude", dtype=y.dtype, key=key)
+            rightmost = krylov.arnoldi_eigenvalues(matvec, dim, num_eigenvalues=num_eigenvalues, which="real", dtype=y.dtype, key=key)
+            top = krylov.arnoldi_eigenvalues(symmetric_matvec, dim, num_eigenvalues=1, which="real", dtype=y.dtype, key=key)
+            return jnp.concatenate([largest.eigenvalues, rightmost.eigenvalues]), top.eigenvalues[0].real
+
+        values, log_norm = jax.vmap(jax.vmap(extremal), in_axes=(None, 0))(times, states)
+    return JacobianSpectrum(
+        eigenvalues=values,
+        log_norm=log_norm,
+        times=times,
+        step_size=net.step_size,
+        solver=net.solver,
+        method=method,
+    )
+
+
+class LayerMapSpectrum(eqx.Module):
+    """Eigenvalues and singular values of the layer maps ∂y_{k+1}/∂y_k.
+
+    Fields:
+        eigenvalues: complex (batch, num_steps, k); all of them ("dense") or the
+            `num_eigenvalues` largest in modulus ("matrix_free").
+        singular_values: (batch, num_steps, k), descending; all, or the largest few.
+        method: "dense" or "matrix_free".
+    """
+
+    eigenvalues: Complex[Array, "batch steps k"]
+    singular_values: Float[Array, "batch steps k"]
+    method: str = eqx.field(static=True)
+
+    @property
+    def spectral_radius(self) -> Float[Array, "batch steps"]:
+        """ρ(∂y_{k+1}/∂y_k): the asymptotic per-layer amplification."""
+        return jnp.max(jnp.abs(self.eigenvalues), axis=-1)
+
+    @property
+    def spectral_norm(self) -> Float[Array, "batch steps"]:
+        """‖∂y_{k+1}/∂y_k‖₂, the worst one-layer amplification of a perturbation."""
+        return self.singular_values[..., 0]
+
+
+def layer_map_spectrum(
+    net: SolverNet, xs, *, method: str = "auto", num_eigenvalues: int = 6, key=None
+) -> LayerMapSpectrum:
+    """Spectra of the discrete layer maps y_k ↦ y_{k+1} along each sample's trajectory.
+
+    For explicit Euler the layer map's Jacobian is I + h ∂f/∂y; for other solvers it is
+    the derivative of one solver step (stability function applied to the Jacobian, for
+    linear fields). One-step solvers only: a two-step method's layer depends on y_{k−1} too.
+
+    Args and method selection as for `jacobian_spectrum`.
+    """
+    check_one_step(net, "layer_map_spectrum")
+    method = _resolve_method(method, net.field.state_dim)
+    grid, ys = trajectories(net, xs)
+    starts, ends, states = grid[:-1], grid[1:], ys[:, :-1]
+    field = net.field
+
+    def step_map(t, t_next):
+        return lambda y: layer_step(net, field, t, t_next, y)
+
+    if method == "dense":
+        jacobian = jax.vmap(jax.vmap(lambda t, t_next, y: jax.jacfwd(step_map(t, t_next))(y)), in_axes=(None, None, 0))
+        jacobians = jacobian(starts, ends, states)
+        return LayerMapSpectrum(
+            eigenvalues=eigenvalues(jacobians), singular_values=singular_values(jacobians), method=method
+        )
+    key = jax.random.PRNGKey(0) if key is None else key
+
+    def extremal(t, t_next, y):
+        forward = step_map(t, t_next)
+
+        def matvec(v):
+            return jax.jvp(forward, (y,), (v,))[1]
+
+        def rmatvec(u):
+            return jax.vjp(forward, y)[1](u)[0]
+
+        dim = y.shape[-1]
+        largest = krylov.arnoldi_eigenvalues(matvec, dim, num_eigenvalues=num_eigenvalues, which="magnitude", dtype=y.dtype, key=key)
+        top = krylov.top_singular_values(matvec, rmatvec, dim, num_values=num_eigenvalues, dtype=y.dtype, key=key)
+        return largest.eigenvalues, top.values
+
+    values, singular = jax.vmap(jax.vmap(extremal), in_axes=(None, None, 0))(starts, ends, states)
+    return LayerMapSpectrum(eigenvalues=values, singular_values=singular, method=method)

@@ -1,0 +1,93 @@
+"""Per-layer gradient norms and input–output singular values against closed forms and autodiff."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import deepest as dp
+from deepest.analysis import gradient_norms, io_jacobian_singular_values
+
+KEY = jax.random.PRNGKey(0)
+XS = jax.random.normal(jax.random.PRNGKey(1), (3, 3))
+TARGETS = jax.random.normal(jax.random.PRNGKey(2), (3, 3))
+A = jnp.array([[-1.0, 0.3, 0.0], [0.0, -2.0, 0.1], [0.2, 0.0, 0.5]])
+
+
+def _inner_product_loss(output, target):
+    """L = ⟨y_L, c⟩, so ∂L/∂y_L = c exactly."""
+    return jnp.dot(output, target)
+
+
+def _relative(a, b):
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / np.abs(np.asarray(b))))
+
+
+def test_linear_euler_profile_is_the_closed_form():
+    num_steps, h = 12, 0.1
+    net = dp.SolverNet(dp.fields.Linear(A), solver="euler", t1=num_steps * h, num_steps=num_steps)
+    grads = gradient_norms(net, _inner_product_loss, XS, TARGETS)
+    transposed_step = (np.eye(3) + h * np.asarray(A)).T
+    for sample in range(3):
+        c = np.asarray(TARGETS[sample])
+        expected = [np.linalg.norm(np.linalg.matrix_power(transposed_step, num_steps - k) @ c) for k in range(num_steps + 1)]
+        # Matrix products of the same numbers in another order: round-off only.
+        assert _relative(grads.state[sample], expected) < 1e-12
+    np.testing.assert_allclose(grads.loss, jnp.sum(jax.vmap(net)(XS) * TARGETS, axis=1), rtol=1e-12)
+
+
+def test_adjoint_at_the_input_equals_autodiff_through_the_solve():
+    field = dp.fields.MLP(state_dim=3, width=8, depth=1, activation="tanh", time_input=True, key=KEY)
+    net = dp.SolverNet(field, solver="rk4", num_steps=4, readout=eqx.nn.Linear(3, 2, key=KEY))
+
+    def loss_fn(output, target):
+        return jnp.sum((output - target[:2]) ** 2)
+
+    grads = gradient_norms(net, loss_fn, XS, TARGETS)
+    expected = jax.vmap(jax.grad(lambda x, target: loss_fn(net(x), target)))(XS, TARGETS)
+    # Same derivative by two routes (layer vjps vs diffrax's checkpointed adjoint).
+    assert _relative(grads.state[:, 0], jnp.linalg.norm(expected, axis=1)) < 1e-12
+
+
+def test_per_layer_parameter_norms_are_the_per_layer_weight_gradients():
+    layers = [dp.fields.MLP(state_dim=3, width=5, depth=1, key=k) for k in jax.random.split(KEY, 4)]
+    net = dp.SolverNet(dp.fields.PerLayer(layers), solver="euler", num_steps=4)
+    grads = gradient_norms(net, _inner_product_loss, XS[:1], TARGETS[:1])
+
+    def loss_of_field(field):
+        return _inner_product_loss(eqx.tree_at(lambda n: n.field, net, field)(XS[0]), TARGETS[0])
+
+    gradient = eqx.filter_grad(loss_of_field)(net.field)
+    leaves = jax.tree.leaves(eqx.filter(gradient, eqx.is_inexact_array))
+    expected = [np.sqrt(sum(float(jnp.sum(leaf[k] ** 2)) for leaf in leaves)) for k in range(4)]
+    assert _relative(grads.parameters[0], expected) < 1e-12
+
+
+@pytest.mark.parametrize(("matrix", "regime"), [(-3.0 * np.eye(2), "vanishing"), (3.0 * np.eye(2), "exploding"), ([[0.0, 1.0], [-1.0, 0.0]], "stable")])
+def test_regime_follows_the_layer_map(matrix, regime):
+    # Euler layers (1 ∓ 0.3)·I shrink or grow the adjoint by 0.7 or 1.3 per layer: over 10
+    # layers far beyond the factor 10; the rotation changes it by (1 + h²)^5 ≈ 1.05.
+    net = dp.SolverNet(dp.fields.Linear(jnp.asarray(matrix)), solver="euler", t1=1.0, num_steps=10)
+    grads = gradient_norms(net, _inner_product_loss, XS[:, :2], TARGETS[:, :2])
+    assert grads.regime() == regime
+    if regime != "stable":
+        assert float(grads.slope) == pytest.approx(-np.log(1 + 0.1 * matrix[0][0]), rel=1e-12)
+
+
+def test_io_singular_values_are_those_of_the_step_matrix_power():
+    num_steps, h = 6, 0.1
+    net = dp.SolverNet(dp.fields.Linear(A), solver="rk4", t1=num_steps * h, num_steps=num_steps)
+    io = io_jacobian_singular_values(net, XS)
+    stepper = dp.stability.stability_polynomial("rk4")
+    step = sum(c * np.linalg.matrix_power(h * np.asarray(A), k) for k, c in enumerate(stepper))
+    expected = np.linalg.svd(np.linalg.matrix_power(step, num_steps), compute_uv=False)
+    np.testing.assert_allclose(io.singular_values, np.broadcast_to(expected, (3, 3)), rtol=1e-12)
+    np.testing.assert_allclose(io.largest, expected[0], rtol=1e-12)
+    np.testing.assert_allclose(io.log_spread, np.log(expected[0] / expected[-1]), rtol=1e-12)
+
+
+def test_two_step_solvers_are_refused_with_the_reason():
+    net = dp.SolverNet(dp.fields.Linear(A), solver="reversible_heun", num_steps=4)
+    with pytest.raises(ValueError, match="two-step method"):
+        gradient_norms(net, _inner_product_loss, XS, TARGETS)

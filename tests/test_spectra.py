@@ -1,0 +1,157 @@
+"""Jacobian and layer-map spectra against closed forms: eig(A), I + hA, R(hλ), −γ."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import deepest as dp
+from deepest.analysis import jacobian_spectrum, layer_map_spectrum
+from deepest.analysis._batched_linalg import eigenvalues
+
+KEY = jax.random.PRNGKey(0)
+XS = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
+# A non-normal matrix with a complex pair and a real eigenvalue of each sign.
+A = jnp.array([[-1.0, 2.0, 0.3, 0.0], [-2.0, -1.0, 0.0, 0.1], [0.0, 0.4, 0.5, 0.2], [0.1, 0.0, 0.0, -3.0]])
+H = 0.1
+
+
+def _linear_net(matrix=A, solver="euler", num_steps=5):
+    return dp.SolverNet(dp.fields.Linear(matrix), solver=solver, t1=num_steps * H, num_steps=num_steps)
+
+
+def _sorted(values):
+    return np.sort_complex(np.round(np.asarray(values), 12))
+
+
+def test_linear_field_spectrum_is_eig_of_a_at_every_layer():
+    spec = jacobian_spectrum(_linear_net(), XS)
+    assert spec.eigenvalues.shape == (3, 5, 4)
+    expected = _sorted(np.linalg.eigvals(A))
+    for values in np.asarray(spec.eigenvalues).reshape(-1, 4):
+        # Both sides are LAPACK eigenvalues of the same matrix: agreement to round-off.
+        np.testing.assert_allclose(_sorted(values), expected, atol=1e-10)
+    np.testing.assert_allclose(spec.scaled, H * spec.eigenvalues)
+    np.testing.assert_allclose(spec.spectral_abscissa, np.max(np.linalg.eigvals(A).real), atol=1e-10)
+    np.testing.assert_allclose(spec.spectral_radius, np.max(np.abs(np.linalg.eigvals(A))), atol=1e-10)
+    np.testing.assert_allclose(spec.log_norm, np.linalg.eigvalsh((A + A.T) / 2)[-1], atol=1e-10)
+
+
+def test_growth_and_fraction_outside_for_euler_are_the_closed_form():
+    spec = jacobian_spectrum(_linear_net(), XS)
+    np.testing.assert_allclose(spec.growth, np.abs(1 + spec.scaled), atol=1e-12)
+    # Only the eigenvalue near 0.5 has |1 + hλ| > 1: one in four, at every layer.
+    outside = np.abs(1 + H * np.linalg.eigvals(A)) > 1
+    assert outside.sum() == 1
+    assert float(spec.fraction_outside) == pytest.approx(0.25, abs=1e-15)
+    np.testing.assert_allclose(spec.fraction_outside_per_layer, 0.25, atol=1e-15)
+
+
+def test_antisymmetric_spectra_are_imaginary_and_shift_by_gamma():
+    weights = jax.random.normal(KEY, (6, 6))
+    antisymmetric = weights - weights.T
+    xs = jax.random.normal(KEY, (2, 6))
+    spec = jacobian_spectrum(_linear_net(antisymmetric), xs)
+    # Exact in exact arithmetic; LAPACK's backward error is ~ε‖S‖ ≈ 1e-15.
+    assert float(jnp.max(jnp.abs(spec.eigenvalues.real))) < 1e-12
+    gamma = 0.7
+    shifted = jacobian_spectrum(_linear_net(antisymmetric - gamma * jnp.eye(6)), xs)
+    np.testing.assert_allclose(shifted.eigenvalues.real, -gamma, atol=1e-12)
+
+
+def test_euler_layer_map_is_identity_plus_h_a():
+    layers = layer_map_spectrum(_linear_net(), XS)
+    step = np.eye(4) + H * np.asarray(A)
+    for values in np.asarray(layers.eigenvalues).reshape(-1, 4):
+        np.testing.assert_allclose(_sorted(values), _sorted(np.linalg.eigvals(step)), atol=1e-12)
+    np.testing.assert_allclose(layers.singular_values, np.broadcast_to(np.linalg.svd(step, compute_uv=False), (3, 5, 4)), atol=1e-12)
+    np.testing.assert_allclose(layers.spectral_norm, np.linalg.norm(step, 2), atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["midpoint", "rk4", "tsit5", "implicit_euler"])
+def test_layer_map_eigenvalues_are_the_stability_function_of_h_lambda(solver):
+    # A one-step method applied to y' = Ay multiplies y by R(hA), whose eigenvalues are R(hλ).
+    net = _linear_net(solver=solver, num_steps=2).with_solver(solver, root_rtol=1e-13, root_atol=1e-13)
+    layers = layer_map_spectrum(net, XS[:1])
+    expected = dp.stability.stability_function(solver)(H * np.linalg.eigvals(A))
+    # The implicit solve stops at the chord tolerance 1e-13; explicit ones are exact to round-off.
+    np.testing.assert_allclose(_sorted(layers.eigenvalues[0, 0]), _sorted(expected), atol=1e-11)
+
+
+def test_fraction_outside_predicts_unbounded_forward_growth():
+    # Euler on a normal field with eigenvalues s·(−10, −1 ± 3i): h·λ crosses the boundary
+    # of {|1 + z| ≤ 1} as the scale s grows. Forward states then grow without bound.
+    base = np.diag([-10.0, 0.0, 0.0]) + np.array([[0, 0, 0], [0, -1, 3], [0, -3, -1]])
+    for scale in [0.2, 0.5, 1.0, 1.5, 1.8, 2.2, 3.0, 5.0]:
+        net = _linear_net(jnp.asarray(scale * base), num_steps=400)
+        spec = jacobian_spectrum(net, XS[:1, :3])
+        _, states = net.trajectory(jnp.ones(3))
+        growth = float(jnp.linalg.norm(states[-1]) / jnp.linalg.norm(states[0]))
+        # Every growth factor is ≥ 1.02 or ≤ 0.98 at these scales, so 400 layers separate
+        # the two cases by a factor of at least 1.02^400 ≈ 2750.
+        assert (float(spec.fraction_outside) > 0) == (growth > 1e3), scale
+        assert (float(spec.fraction_outside) > 0) == (not growth < 1), scale
+
+
+def test_spectrum_works_under_jit_and_matches_eager():
+    field = dp.fields.MLP(state_dim=4, width=8, depth=1, activation="tanh", key=KEY)
+    net = dp.SolverNet(field, solver="rk4", num_steps=3)
+    eager = jacobian_spectrum(net, XS)
+    jitted = eqx.filter_jit(jacobian_spectrum)(net, XS)
+    np.testing.assert_allclose(_sorted(eager.eigenvalues), _sorted(jitted.eigenvalues), atol=1e-12)
+    assert jitted.solver == "rk4" and jitted.step_size == pytest.approx(1 / 3)
+
+
+def test_mlp_spectrum_matches_a_finite_difference_jacobian():
+    field = dp.fields.MLP(state_dim=4, width=8, depth=2, activation="tanh", time_input=True, key=KEY)
+    net = dp.SolverNet(field, solver="euler", num_steps=3)
+    spec = jacobian_spectrum(net, XS[:1])
+    _, states = net.trajectory(XS[0])
+    t, y = 1 / 3, np.asarray(states[1])
+    step = 1e-6
+    columns = [(np.asarray(field(t, y + step * e)) - np.asarray(field(t, y - step * e))) / (2 * step) for e in np.eye(4)]
+    # Central differences: O(step²) truncation and ε/step ≈ 1e-10 rounding.
+    np.testing.assert_allclose(
+        _sorted(spec.eigenvalues[0, 1]), _sorted(np.linalg.eigvals(np.stack(columns, axis=1))), atol=1e-8
+    )
+
+
+def test_non_finite_jacobians_give_nan_eigenvalues_not_an_error():
+    matrices = np.stack([np.eye(2), np.full((2, 2), np.nan)])
+    values = np.asarray(eigenvalues(matrices))
+    np.testing.assert_allclose(values[0], [1, 1])
+    assert np.isnan(values[1]).all()
+
+
+def test_bad_requests_name_what_is_allowed():
+    with pytest.raises(ValueError, match="fixed-step"):
+        jacobian_spectrum(_linear_net().with_solver("tsit5", num_steps=None), XS)
+    with pytest.raises(ValueError, match="Valid methods are: auto, dense, matrix_free"):
+        jacobian_spectrum(_linear_net(), XS, method="lanczos")
+    with pytest.raises(ValueError, match="two-step method"):
+        layer_map_spectrum(_linear_net(solver="leapfrog_midpoint"), XS)
+    with pytest.raises(ValueError, match="square matrices"):
+        eigenvalues(np.ones((2, 3)))
+
+
+def test_matrix_free_extremes_match_the_dense_spectrum():
+    # 48 dimensions with the default Krylov dimension 40 < 48: restarts are exercised.
+    field = dp.fields.MLP(state_dim=48, width=48, depth=1, activation="tanh", key=KEY)
+    net = dp.SolverNet(field, solver="euler", num_steps=2)
+    xs = jax.random.normal(KEY, (2, 48))
+    dense = jacobian_spectrum(net, xs, method="dense")
+    free = jacobian_spectrum(net, xs, method="matrix_free", num_eigenvalues=2)
+    assert free.method == "matrix_free" and free.eigenvalues.shape == (2, 2, 4)
+    # Krylov-Schur stops at a backward error of ε^(2/3) ≈ 4e-11 relative to ‖J‖; with the
+    # eigenvalue condition numbers of these Jacobians (< 10) 1e-8 is a safe bound.
+    np.testing.assert_allclose(free.spectral_radius, dense.spectral_radius, rtol=1e-8)
+    np.testing.assert_allclose(free.spectral_abscissa, dense.spectral_abscissa, rtol=1e-8)
+    np.testing.assert_allclose(free.log_norm, dense.log_norm, rtol=1e-8)
+    layers_dense = layer_map_spectrum(net, xs, method="dense")
+    layers_free = layer_map_spectrum(net, xs, method="matrix_free", num_eigenvalues=2)
+    np.testing.assert_allclose(layers_free.spectral_norm, layers_dense.spectral_norm, rtol=1e-8)
+    np.testing.assert_allclose(layers_free.spectral_radius, layers_dense.spectral_radius, rtol=1e-8)
+    io_dense = dp.analysis.io_jacobian_singular_values(net, xs, method="dense")
+    io_free = dp.analysis.io_jacobian_singular_values(net, xs, method="matrix_free", num_values=2)
+    np.testing.assert_allclose(io_free.singular_values, io_dense.singular_values[:, :2], rtol=1e-8)
