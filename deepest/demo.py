@@ -1,14 +1,18 @@
 """The main job until the experiment runner lands: a ResNet is explicit Euler.
 
 Trains a 10-layer ResNet (explicit Euler, h = 0.1) on two interleaved spirals, re-integrates
-the trained field with other solvers and step counts, and lays the field's Jacobian
-eigenvalues h·λ along the trajectories against the stability regions.
+the trained field with other solvers and step counts, and prints and draws its stability
+report: the field's Jacobian eigenvalues h·λ along the trajectories against Euler's region,
+per-layer gradient norms, Lyapunov exponents of the layer maps, input–output singular values.
 
     python -m deepest.demo [--train-steps 400] [--figure figures/demo_stability.png]
 
-Measured on the 2-core CPU machine (float32, 400 Adam steps, seed 0): 15 s end to end; train
+Measured on the 2-core CPU machine (float32, 400 Adam steps, seed 0): 16 s end to end; train
 accuracy 1.000 under the training discretisation (Euler, 10 steps) but 0.57–0.64 under Euler
-5/40 steps, RK4 5/10 steps and adaptive Tsit5; 57% of the field's h·λ lie outside Euler's region.
+5/40 steps, RK4 5/10 steps and adaptive Tsit5; 57% of the field's h·λ lie outside Euler's
+region (72% in the first layer), the largest Euler growth factor is 1.73, the gradient profile
+grows by e^(0.254) per layer towards the input ("exploding" by the factor-10 rule), and the top
+finite-time Lyapunov exponent of the layer maps is +2.49 per unit depth.
 """
 
 import argparse
@@ -58,14 +62,6 @@ def train(net, points, labels, *, num_steps: int, learning_rate: float):
     return net
 
 
-def scaled_spectrum(net, points):
-    """h·λ for every eigenvalue λ of ∂f/∂y at every layer state of every sample."""
-    _, states = jax.vmap(net.trajectory)(points)
-    times = net.t0 + net.step_size * jnp.arange(net.num_steps + 1)
-    jacobian = jax.vmap(jax.vmap(jax.jacfwd(net.field, argnums=1)), in_axes=(None, 0))(times, states)
-    return net.step_size * np.asarray(jnp.linalg.eigvals(jacobian[:, :-1]))
-
-
 def main(train_steps: int = 400, figure: str | None = "figures/demo_stability.png", num_points: int = 512):
     start = time.perf_counter()
     data_key, model_key, readout_key = jax.random.split(jax.random.PRNGKey(0), 3)
@@ -87,13 +83,15 @@ def main(train_steps: int = 400, figure: str | None = "figures/demo_stability.pn
         steps = "adaptive" if num_steps is None else f"{num_steps} steps"
         print(f"  {solver:6s} {steps:9s} {accuracy(net.with_solver(solver, num_steps=num_steps), points, labels):.3f}")
 
-    z = scaled_spectrum(net, points[:64])
-    growth = np.asarray(dp.stability.growth_factor("euler", z))
-    outside = ~np.asarray(dp.stability.is_stable("euler", z))
-    print(f"\nh·λ of ∂f/∂y along 64 trajectories ({z.size} eigenvalues):")
-    print(f"  outside Euler's stability region: {outside.mean():.1%}")
-    print(f"  largest Euler growth factor |1 + hλ|: {growth.max():.4f}")
+    def loss_fn(logits, label):
+        return optax.softmax_cross_entropy_with_integer_labels(logits, label)
+
+    report = dp.analysis.stability_report(net, points[:64], labels[:64], loss_fn)
+    z = np.asarray(report.spectrum.scaled)
+    print(f"\nAlong 64 trajectories ({z.size} eigenvalues h·λ of ∂f/∂y):")
+    print(f"  outside Euler's stability region: {report.fraction_outside:.1%}")
     print(f"  most negative Re(hλ): {z.real.min():.4f} (Euler is stable on [-2, 0])")
+    print(report.summary())
 
     print("\nStability limits of every solver (computed from its tableau or characteristic polynomial):")
     print(f"  {'solver':20s} {'real axis':>12s} {'imaginary axis':>15s}")
@@ -102,11 +100,11 @@ def main(train_steps: int = 400, figure: str | None = "figures/demo_stability.pn
         print(f"  {solver:20s} {real:12.6f} {imaginary:15.6f}")
 
     if figure is not None:
-        _save_figure(z, figure)
+        _save_figure(report, figure)
     print(f"\nDone in {time.perf_counter() - start:.1f} s.")
 
 
-def _save_figure(z, path):
+def _save_figure(report, path):
     import pathlib
 
     import matplotlib
@@ -116,11 +114,7 @@ def _save_figure(z, path):
 
     import deepest.plot
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    deepest.plot.stability_region(["euler", "rk4"], points=z, ax=axes[0])
-    axes[0].set_title("Trained ResNet: h·λ on the stability regions")
-    deepest.plot.stability_region(["euler", "rk4", "dopri5", "leapfrog_midpoint"], ax=axes[1])
-    axes[1].set_title("Stability regions")
+    fig = deepest.plot.stability_report(report)
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

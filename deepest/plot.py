@@ -91,15 +91,16 @@ def spectrum_on_region(spectrum, *, solvers=None, ax=None, extent=None, max_poin
 
 
 def gradient_profile(gradients, *, ax=None):
-    """‖∂L/∂y_k‖ against layer k: the median over samples, an interquartile band, and the fit."""
+    """‖∂L/∂y_k‖ against layer k: the geometric mean over samples (what the slope is fitted
+    to), the interquartile band, and the fitted line."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4))
     norms = np.asarray(gradients.state)
     layers = np.arange(norms.shape[1])
-    low, median, high = np.nanpercentile(norms, [25, 50, 75], axis=0)
-    ax.fill_between(layers, low, high, alpha=0.3, label="interquartile range")
-    ax.plot(layers, median, marker="o", markersize=3, label="median")
+    low, high = np.nanpercentile(norms, [25, 75], axis=0)
     profile = np.asarray(gradients.log_profile)
+    ax.fill_between(layers, low, high, alpha=0.3, label="interquartile range")
+    ax.plot(layers, np.exp(profile), marker="o", markersize=3, label="geometric mean")
     slope = float(gradients.slope)
     fit = np.exp(profile.mean() + slope * (layers - layers.mean()))
     ax.plot(layers, fit, "k--", linewidth=1, label=f"fit: slope {slope:+.3f}/layer ({gradients.regime()})")
