@@ -23,7 +23,7 @@ from ..network import SolverNet
 from . import krylov
 from ._batched_linalg import singular_values
 from ._layers import check_one_step, layer_chain, layer_step, trajectories
-from .spectra import _resolve_method
+from .spectra import choose_method
 
 GRADIENT_REGIMES = ("vanishing", "stable", "exploding")
 
@@ -154,7 +154,7 @@ def io_jacobian_singular_values(
     Lanczos bidiagonalisation on jvp/vjp of the chained layer maps (fixed steps, one-step
     solvers) and returns the `num_values` largest.
     """
-    method = _resolve_method(method, net.field.state_dim)
+    method = choose_method(method, net.field.state_dim)
     initial_states = jax.vmap(net.encode)(xs)
     if method == "dense":
         flow = dataclasses.replace(net, encoder=None).final_state
