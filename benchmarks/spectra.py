@@ -1,15 +1,17 @@
 """Throughput of `deepest.analysis.jacobian_spectrum`, dense and matrix-free.
 
     python -m benchmarks.spectra [--batch 256] [--layers 50] [--state-dim 64] [--repeats 3]
+                                 [--matrix-free-batch 8]
 
 Target (issue 3): a batch of 256 samples × 50 layers × 64-dim state in under 4 s on the 2-core
 machine, float32. Reports the median wall time of the whole call (trajectories, Jacobians,
 eigenvalues, log-norms) after one compiling call, and the eigenvalue step alone.
 
 Measured 2026-11-23 on the 2-core machine (jax 0.10.2, NumPy's OpenBLAS): 6.5 s for the whole
-call, target not met. Of it: Jacobians 0.3 s, eigenvalues 5.5 s (2,330/s on two threads; one
-thread does 1,400/s through NumPy, 2,000/s through a direct LAPACK call that holds the GIL),
-log-norms (symmetric eigenvalues) 1.7 s. Random Gaussian matrices go faster (2,400–3,000/s).
+call, target not met. Timed one by one in another run (this machine varies by ±20% between
+runs): Jacobians 0.3 s, eigenvalues 5.5 s (2,330/s on two threads; one thread does 1,400/s
+through NumPy, 2,000/s through SciPy's direct LAPACK call, which holds the GIL), log-norms
+(symmetric eigenvalues) 1.7 s. Random Gaussian matrices go faster (2,400–3,000/s).
 Matrix-free, 8 samples × 50 layers: 3.7 s (it pays off only for much larger states).
 """
 
@@ -63,5 +65,12 @@ if __name__ == "__main__":
     parser.add_argument("--layers", type=int, default=50)
     parser.add_argument("--state-dim", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--matrix-free-batch", type=int, default=8, help="samples for the matrix-free run; 0 skips it")
     arguments = parser.parse_args()
-    main(batch=arguments.batch, layers=arguments.layers, state_dim=arguments.state_dim, repeats=arguments.repeats)
+    main(
+        batch=arguments.batch,
+        layers=arguments.layers,
+        state_dim=arguments.state_dim,
+        repeats=arguments.repeats,
+        matrix_free_batch=arguments.matrix_free_batch,
+    )

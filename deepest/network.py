@@ -210,7 +210,8 @@ class SolverNet(eqx.Module):
         """
         solution = self.solve(x, diffrax.SaveAt(t0=True, steps=True))
         if self.num_steps is not None:
-            return solution.ts, solution.ys
+            # diffrax pads the step buffer to max_steps, which may exceed num_steps.
+            return solution.ts[: self.num_steps + 1], solution.ys[: self.num_steps + 1]
         # diffrax pads the step buffer to max_steps with inf; keep the filled part.
         count = solution.stats["num_accepted_steps"]
         if isinstance(count, jax.core.Tracer):

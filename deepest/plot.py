@@ -73,26 +73,28 @@ def spectrum_on_region(spectrum, *, solvers=None, ax=None, extent=None, max_poin
         solvers: regions to shade (default: the net's solver).
         ax: matplotlib axes (default: a new figure).
         extent: (re_min, re_max, im_min, im_max), default fitted.
-        max_points: at most this many points are drawn (an even subsample of the batch).
+        max_points: about this many points at most are drawn: every eigenvalue of every layer
+            of an evenly spaced subset of the samples.
     """
     scaled = np.asarray(spectrum.scaled)
     outside = np.asarray(spectrum.outside)
     layers = np.broadcast_to(np.arange(scaled.shape[1])[None, :, None], scaled.shape)
-    stride = max(1, scaled.size // max_points)
-    points, layers, outside = (np.ravel(a)[::stride] for a in (scaled, layers, outside))
+    per_sample = scaled[0].size
+    stride = max(1, -(-scaled.shape[0] * per_sample // max_points))
+    points, layers, outside = (np.ravel(a[::stride]) for a in (scaled, layers, outside))
     ax = stability_region(solvers or [spectrum.solver], ax=ax, extent=extent or _fitting_extent([points]))
     cloud = ax.scatter(points.real, points.imag, c=layers, cmap="viridis", s=8, zorder=3)
     if outside.any():
         ax.scatter(points.real[outside], points.imag[outside], s=30, facecolors="none", edgecolors="red", linewidths=0.8, zorder=4, label="outside")
     ax.figure.colorbar(cloud, ax=ax, label="layer k", shrink=0.8)
-    ax.set_title(f"h·λ of ∂f/∂y: {np.mean(np.asarray(spectrum.outside)):.1%} outside {spectrum.solver}")
+    ax.set_title(f"h·λ of ∂f/∂y: {float(spectrum.fraction_outside):.1%} outside {spectrum.solver}")
     ax.legend(loc="upper left", fontsize="small")
     return ax
 
 
-def gradient_profile(gradients, *, ax=None):
+def gradient_profile(gradients, *, ax=None, factor=10.0):
     """‖∂L/∂y_k‖ against layer k: the geometric mean over samples (what the slope is fitted
-    to), the interquartile band, and the fitted line."""
+    to), the interquartile band, and the fitted line; `factor` as in `GradientNorms.regime`."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4))
     norms = np.asarray(gradients.state)
@@ -103,7 +105,7 @@ def gradient_profile(gradients, *, ax=None):
     ax.plot(layers, np.exp(profile), marker="o", markersize=3, label="geometric mean")
     slope = float(gradients.slope)
     fit = np.exp(profile.mean() + slope * (layers - layers.mean()))
-    ax.plot(layers, fit, "k--", linewidth=1, label=f"fit: slope {slope:+.3f}/layer ({gradients.regime()})")
+    ax.plot(layers, fit, "k--", linewidth=1, label=f"fit: slope {slope:+.3f}/layer ({gradients.regime(factor)})")
     ax.set_yscale("log")
     ax.set_xlabel("layer k")
     ax.set_ylabel("‖∂L/∂y_k‖")
@@ -130,9 +132,26 @@ def lyapunov_exponents(lyapunov, *, ax=None, num_shown=3):
     return ax
 
 
+def finite_time_lyapunov(io, *, ax=None):
+    """The finite-time Lyapunov spectrum (1/T) ln σ_i(∂y_L/∂y_0) of an `InputOutputSpectrum`:
+    median over samples and interquartile range, against the index i."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4))
+    exponents = np.asarray(io.lyapunov_exponents)
+    index = np.arange(1, exponents.shape[1] + 1)
+    low, median, high = np.nanpercentile(exponents, [25, 50, 75], axis=0)
+    ax.fill_between(index, low, high, alpha=0.3, label="interquartile range")
+    ax.plot(index, median, marker="o", markersize=3, label=f"median (λ_1 = {median[0]:+.3f})")
+    ax.axhline(0, color="0.6", linewidth=0.5)
+    ax.set_xlabel("index i")
+    ax.set_ylabel("finite-time exponent (1/T) ln σ_i")
+    ax.legend(fontsize="small")
+    return ax
+
+
 def stability_report(report):
     """A four-panel figure of a `StabilityReport`: h·λ on the region, the share outside and
-    the growth per layer, the gradient profile, and the layer map's top Lyapunov exponents."""
+    the growth per layer, the gradient profile, and the finite-time Lyapunov spectrum."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 9))
     spectrum_on_region(report.spectrum, ax=axes[0, 0])
     layers = np.arange(len(report.fraction_outside_per_layer))
@@ -145,12 +164,11 @@ def stability_report(report):
     growth_axis.set_ylabel("largest growth factor")
     axes[0, 1].set_title("Per layer")
     if report.gradients is not None:
-        gradient_profile(report.gradients, ax=axes[1, 0])
-        lyapunov_exponents(report.lyapunov, ax=axes[1, 1])
+        gradient_profile(report.gradients, ax=axes[1, 0], factor=report.regime_factor)
     else:
-        for ax in axes[1]:
-            ax.text(0.5, 0.5, "two-step solver:\nno one-step layer map", ha="center", va="center", transform=ax.transAxes)
-            ax.set_axis_off()
+        axes[1, 0].text(0.5, 0.5, "two-step solver:\nno one-step layer map", ha="center", va="center", transform=axes[1, 0].transAxes)
+        axes[1, 0].set_axis_off()
+    finite_time_lyapunov(report.io, ax=axes[1, 1])
     fig.suptitle(report.summary().splitlines()[0])
     fig.tight_layout()
     return fig

@@ -91,3 +91,32 @@ def test_two_step_solvers_are_refused_with_the_reason():
     net = dp.SolverNet(dp.fields.Linear(A), solver="reversible_heun", num_steps=4)
     with pytest.raises(ValueError, match="two-step method"):
         gradient_norms(net, _inner_product_loss, XS, TARGETS)
+
+
+def test_gradient_norms_and_io_work_under_jit():
+    net = dp.SolverNet(dp.fields.Linear(A), solver="heun", t1=0.5, num_steps=5)
+    eager = gradient_norms(net, _inner_product_loss, XS, TARGETS)
+    jitted = eqx.filter_jit(gradient_norms)(net, _inner_product_loss, XS, TARGETS)
+    np.testing.assert_allclose(jitted.state, eager.state, rtol=1e-12)
+    np.testing.assert_allclose(jitted.parameters, eager.parameters, rtol=1e-12)
+    io = eqx.filter_jit(io_jacobian_singular_values)(net, XS)
+    np.testing.assert_allclose(io.singular_values, io_jacobian_singular_values(net, XS).singular_values, rtol=1e-12)
+
+
+def test_regime_names_divergence_and_a_zero_gradient_vanishing():
+    zero_at_input = dp.analysis.GradientNorms(
+        state=jnp.array([[0.0, 1.0, 1.0, 1.0]]), parameters=jnp.ones((1, 3)), loss=jnp.ones(1)
+    )
+    assert zero_at_input.regime() == "vanishing"
+    diverged = dp.analysis.GradientNorms(
+        state=jnp.array([[jnp.nan, 1.0, 1.0, 1.0]]), parameters=jnp.ones((1, 3)), loss=jnp.ones(1)
+    )
+    assert diverged.regime() == "diverged"
+
+
+def test_io_singular_values_are_the_discrete_derivative_under_any_adjoint():
+    net = dp.SolverNet(dp.fields.Linear(A), solver="euler", t1=1.0, num_steps=5, adjoint="backsolve")
+    expected = np.linalg.svd(np.linalg.matrix_power(np.eye(3) + 0.2 * np.asarray(A), 5), compute_uv=False)
+    # Backsolve would give the continuous adjoint's approximation; the analysis wants the
+    # exact derivative of the discrete net.
+    np.testing.assert_allclose(io_jacobian_singular_values(net, XS).singular_values[0], expected, rtol=1e-12)

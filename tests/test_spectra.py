@@ -143,6 +143,10 @@ def test_matrix_free_extremes_match_the_dense_spectrum():
     dense = jacobian_spectrum(net, xs, method="dense")
     free = jacobian_spectrum(net, xs, method="matrix_free", num_eigenvalues=2)
     assert free.method == "matrix_free" and free.eigenvalues.shape == (2, 2, 4)
+    # An eigenvalue found by both searches (largest modulus, rightmost) is kept once.
+    for values in np.asarray(free.eigenvalues).reshape(-1, 4):
+        finite = values[np.isfinite(values)]
+        assert len(np.unique(np.round(finite, 8))) == len(finite)
     # Krylov-Schur stops at a backward error of ε^(2/3) ≈ 4e-11 relative to ‖J‖; with the
     # eigenvalue condition numbers of these Jacobians (< 10) 1e-8 is a safe bound.
     np.testing.assert_allclose(free.spectral_radius, dense.spectral_radius, rtol=1e-8)
@@ -155,3 +159,41 @@ def test_matrix_free_extremes_match_the_dense_spectrum():
     io_dense = dp.analysis.io_jacobian_singular_values(net, xs, method="dense")
     io_free = dp.analysis.io_jacobian_singular_values(net, xs, method="matrix_free", num_values=2)
     np.testing.assert_allclose(io_free.singular_values, io_dense.singular_values[:, :2], rtol=1e-8)
+
+
+class _LinearSeparable(dp.fields.AbstractSeparableField):
+    """q' = a p, p' = b q: a linear oscillator of frequency ω = √(−ab) when ab < 0."""
+
+    a: float
+    b: float
+    state_dim: int = 2
+
+    def position_rate(self, t, p, args=None):
+        return self.a * p
+
+    def momentum_rate(self, t, q, args=None):
+        return self.b * q
+
+
+@pytest.mark.parametrize("omega", [1.5, 2.5])
+def test_semi_implicit_euler_is_judged_at_h_omega(omega):
+    # With h = 1 the Jacobian's eigenvalues ±iω give z = ±iω: symplectic Euler is bounded
+    # iff hω < 2, and the layer map's spectral radius is the growth factor there.
+    net = dp.SolverNet(_LinearSeparable(a=1.0, b=-(omega**2)), solver="semi_implicit_euler", t1=3.0, num_steps=3)
+    spec = jacobian_spectrum(net, XS[:2, :2])
+    np.testing.assert_allclose(np.sort(spec.eigenvalues.imag[0, 0]), [-omega, omega], atol=1e-12)
+    assert (float(spec.fraction_outside) > 0) == (omega > 2)
+    layers = layer_map_spectrum(net, XS[:2, :2])
+    np.testing.assert_allclose(layers.spectral_radius, np.max(spec.growth, axis=-1), rtol=1e-12)
+
+
+def test_extra_step_budget_does_not_pad_the_layers():
+    # diffrax pads saved steps to max_steps; the analysis must see num_steps layers only.
+    net = dp.SolverNet(dp.fields.Linear(A), solver="euler", t1=0.5, num_steps=5, max_steps=9)
+    spec = jacobian_spectrum(net, XS)
+    assert spec.eigenvalues.shape == (3, 5, 4) and bool(jnp.all(jnp.isfinite(spec.eigenvalues)))
+
+
+def test_single_samples_are_refused_with_how_to_batch():
+    with pytest.raises(ValueError, match=r"x\[None\]"):
+        jacobian_spectrum(_linear_net(), XS[0])

@@ -6,8 +6,8 @@ works under jit and vmap), is split into one chunk per available core, and each 
 to NumPy's gufunc in its own thread (NumPy releases the GIL inside LAPACK). NumPy's
 `eigvals` asks LAPACK for no eigenvectors, so the memory used is proportional to the input.
 
-Non-finite matrices (a diverged network's Jacobian) give NaN rows instead of an error:
-divergence is data.
+Non-finite matrices (a diverged network's Jacobian), and the rare finite ones on which LAPACK
+does not converge, give NaN rows instead of an error: divergence is data.
 """
 
 import os
@@ -29,10 +29,25 @@ def _on_every_core(function, matrices: np.ndarray, out_dtype) -> np.ndarray:
     finite = np.isfinite(flat).all(axis=(-2, -1))
     chunks = [chunk for chunk in np.array_split(np.where(finite[:, None, None], flat, 0), _available_cores()) if len(chunk)]
     with ThreadPoolExecutor(len(chunks) or 1) as pool:
-        results = list(pool.map(function, chunks))
+        results = list(pool.map(lambda chunk: _nan_where_unconverged(function, chunk), chunks))
     values = np.concatenate(results) if results else np.zeros((0, flat.shape[-1]))
     values = np.where(finite[:, None], values, np.nan).astype(out_dtype)
     return values.reshape(*batch_shape, values.shape[-1])
+
+
+def _nan_where_unconverged(function, chunk: np.ndarray) -> np.ndarray:
+    """function(chunk); if LAPACK fails to converge on some matrix, NaN for that one only."""
+    try:
+        return function(chunk)
+    except np.linalg.LinAlgError:
+        size = chunk.shape[-1]
+        rows = []
+        for matrix in chunk:
+            try:
+                rows.append(function(matrix[None])[0])
+            except np.linalg.LinAlgError:
+                rows.append(np.full(size, np.nan))
+        return np.stack(rows)
 
 
 def _callback(function, matrices, out_dtype):

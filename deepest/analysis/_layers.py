@@ -26,10 +26,21 @@ def layer_times(net: SolverNet):
     return jnp.linspace(net.t0, net.t1, net.num_steps + 1)
 
 
+def check_batch(xs, what: str):
+    """xs as an array with a leading batch axis; a ValueError for a single sample."""
+    xs = jnp.asarray(xs)
+    if xs.ndim < 2:
+        raise ValueError(
+            f"{what} takes a batch with a leading batch axis, e.g. shape (batch, input_dim); got shape "
+            f"{xs.shape}. For a single sample x pass x[None]."
+        )
+    return xs
+
+
 def trajectories(net: SolverNet, xs):
     """Layer times t_0 … t_L, shape (L + 1,), and states y_0 … y_L of a batch, (batch, L + 1, d)."""
     times = layer_times(net)
-    _, states = jax.vmap(net.trajectory)(xs)
+    _, states = jax.vmap(net.trajectory)(check_batch(xs, "This analysis"))
     return times, states
 
 
@@ -50,8 +61,9 @@ def check_one_step(net: SolverNet, what: str) -> None:
     if net.solver in MULTISTEP:
         raise ValueError(
             f"{what} needs the layer map y_k ↦ y_(k+1), but {net.solver!r} is a two-step method: "
-            f"its step also depends on the previous state. Use a one-step solver "
-            f"(net.with_solver('euler')), or jacobian_spectrum, which works for every solver."
+            f"its step also depends on the previous state. Use a one-step solver, e.g. "
+            f"net.with_solver('euler') (jacobian_spectrum and the dense "
+            f"io_jacobian_singular_values work for every solver)."
         )
 
 

@@ -22,10 +22,11 @@ from jaxtyping import Array, Float
 from ..network import SolverNet
 from . import krylov
 from ._batched_linalg import singular_values
-from ._layers import check_one_step, layer_chain, layer_step, trajectories
+from ..solvers import MULTISTEP
+from ._layers import check_batch, check_one_step, layer_chain, layer_step, trajectories
 from .spectra import choose_method
 
-GRADIENT_REGIMES = ("vanishing", "stable", "exploding")
+GRADIENT_REGIMES = ("vanishing", "stable", "exploding", "diverged")
 
 
 def _tree_norm(tree) -> Float[Array, ""]:
@@ -51,8 +52,13 @@ class GradientNorms(eqx.Module):
 
     @property
     def log_profile(self) -> Float[Array, " layers_plus_one"]:
-        """mean over the batch of log‖∂L/∂y_k‖, k = 0 … L."""
-        return jnp.mean(jnp.log(self.state), axis=0)
+        """mean over the batch of log‖∂L/∂y_k‖, k = 0 … L.
+
+        An exactly zero gradient counts as the smallest positive float (log ≈ −708 in float64):
+        as vanished as a gradient can be, without turning the mean into −inf.
+        """
+        tiny = jnp.finfo(self.state.dtype).tiny
+        return jnp.mean(jnp.log(jnp.maximum(self.state, tiny)), axis=0)
 
     @property
     def slope(self) -> Float[Array, ""]:
@@ -67,11 +73,12 @@ class GradientNorms(eqx.Module):
 
     def regime(self, factor: float = 10.0) -> str:
         """"vanishing", "exploding" or "stable": whether the fitted profile changes by more
-        than `factor` across the net's depth (|slope|·L > ln factor), and in which direction."""
+        than `factor` across the net's depth (|slope|·L > ln factor), and in which direction;
+        "diverged" if any gradient norm is NaN or infinite."""
+        if not np.all(np.isfinite(np.asarray(self.state))):
+            return "diverged"
         slope = float(self.slope)
         change = abs(slope) * (self.state.shape[-1] - 1)
-        if not np.isfinite(slope):
-            return "exploding"
         if change <= np.log(factor):
             return "stable"
         return "vanishing" if slope > 0 else "exploding"
@@ -126,11 +133,13 @@ class InputOutputSpectrum(eqx.Module):
 
     Fields:
         singular_values: (batch, k) descending; all of them ("dense") or the largest few
-            ("matrix_free").
+            ("matrix_free"; NaN where the iteration did not converge).
+        time: the depth T = t1 − t0 the Jacobian spans.
         method: "dense" or "matrix_free".
     """
 
     singular_values: Float[Array, "batch k"]
+    time: float = eqx.field(static=True)
     method: str = eqx.field(static=True)
 
     @property
@@ -139,9 +148,24 @@ class InputOutputSpectrum(eqx.Module):
         return self.singular_values[:, 0]
 
     @property
+    def smallest(self) -> Float[Array, " batch"]:
+        """σ_min (NaN for "matrix_free", which computes only the largest few)."""
+        return self.singular_values[:, -1] if self.method == "dense" else jnp.full_like(self.largest, jnp.nan)
+
+    @property
     def log_spread(self) -> Float[Array, " batch"]:
-        """ln(σ_max/σ_min) over the computed singular values; 0 for perfect isometry."""
-        return jnp.log(self.singular_values[:, 0] / self.singular_values[:, -1])
+        """ln(σ_max/σ_min); 0 for perfect isometry (NaN for "matrix_free")."""
+        return jnp.log(self.largest / self.smallest)
+
+    @property
+    def lyapunov_exponents(self) -> Float[Array, "batch k"]:
+        """Finite-time Lyapunov exponents (1/T) ln σ_i(∂y_L/∂y_0), per unit depth.
+
+        The basis-independent finite-time exponents of the whole net (Storm et al. 2024,
+        arXiv:2306.12548): exp(λ_1 T) is exactly the largest stretching of a perturbation of
+        y_0. `layer_lyapunov_spectrum`'s QR exponents approach them only over long depths.
+        """
+        return jnp.log(self.singular_values) / self.time
 
 
 def io_jacobian_singular_values(
@@ -150,16 +174,22 @@ def io_jacobian_singular_values(
     """Singular values of ∂y_L/∂y_0 (state to state, without encoder and readout).
 
     "dense" forms the Jacobian by reverse mode through the net's own solve, so it works for
-    every solver, fixed or adaptive. "matrix_free" (auto above `spectra.DENSE_LIMIT`) runs
-    Lanczos bidiagonalisation on jvp/vjp of the chained layer maps (fixed steps, one-step
-    solvers) and returns the `num_values` largest.
+    every solver, fixed or adaptive. "matrix_free" (auto above `spectra.DENSE_LIMIT`, except
+    for two-step solvers) runs Lanczos bidiagonalisation on jvp/vjp of the chained layer maps
+    (fixed steps, one-step solvers) and returns the `num_values` largest.
     """
+    requested = method
     method = choose_method(method, net.field.state_dim)
-    initial_states = jax.vmap(net.encode)(xs)
+    if net.solver in MULTISTEP and requested == "auto":
+        method = "dense"
+    initial_states = jax.vmap(net.encode)(check_batch(xs, "io_jacobian_singular_values"))
+    time = net.t1 - net.t0
     if method == "dense":
-        flow = dataclasses.replace(net, encoder=None).final_state
+        # The discrete network's exact derivative, whatever adjoint the net trains with
+        # (backsolve would give the continuous adjoint's approximation).
+        flow = dataclasses.replace(net, encoder=None, adjoint="recursive_checkpoint").final_state
         jacobians = jax.vmap(jax.jacrev(flow))(initial_states)
-        return InputOutputSpectrum(singular_values=singular_values(jacobians), method=method)
+        return InputOutputSpectrum(singular_values=singular_values(jacobians), time=time, method=method)
     # Forward-mode products cannot go through diffrax's checkpointed adjoint; the chain of
     # layer maps is the same computation, differentiable both ways.
     def flow(y0):
@@ -174,6 +204,7 @@ def io_jacobian_singular_values(
         def rmatvec(u):
             return jax.vjp(flow, y0)[1](u)[0]
 
-        return krylov.top_singular_values(matvec, rmatvec, y0.shape[-1], num_values=num_values, dtype=y0.dtype, key=key).values
+        top = krylov.top_singular_values(matvec, rmatvec, y0.shape[-1], num_values=num_values, dtype=y0.dtype, key=key)
+        return jnp.where(top.converged, top.values, jnp.nan)
 
-    return InputOutputSpectrum(singular_values=jax.vmap(largest)(initial_states), method=method)
+    return InputOutputSpectrum(singular_values=jax.vmap(largest)(initial_states), time=time, method=method)

@@ -40,7 +40,7 @@ from jaxtyping import Array, Float
 from ..fields import AbstractSeparableField
 from ..network import SolverNet
 from ..solvers import MULTISTEP, PARTITIONED, check_solver_name
-from ._layers import check_one_step, layer_step, layer_times, solver_step
+from ._layers import check_batch, check_one_step, layer_step, layer_times, solver_step
 
 
 class LyapunovSpectrum(eqx.Module):
@@ -174,10 +174,11 @@ def layer_lyapunov_spectrum(net: SolverNet, xs, *, num_exponents: int | None = N
     Along the trajectory y_0 = encode(x), y_{k+1} = Φ_h(t_k, y_k) of each sample, the exponents
     of the L layer Jacobians J_k = ∂y_{k+1}/∂y_k (the net's own solver step; for Euler
     I + h ∂f/∂y) are λ_i = 1/(L h) Σ_k log|(R_k)_ii|, with Q_0 the first columns of the
-    identity. The product J_{L−1} ⋯ J_0 is the input-to-output Jacobian of the state, so
-    exp(λ_1 (t1 − t0)) bounds how much the network can stretch a small perturbation of y_0.
-    There is no transient: the net's depth is all there is, so these are finite-time exponents
-    in QR order, not necessarily descending.
+    identity. There is no transient: the net's depth is all there is, so these are finite-time
+    exponents in QR order, not necessarily descending, and over few layers they depend on the
+    coordinate basis (they tend to the Lyapunov exponents only as the depth grows). The
+    basis-independent finite-time exponents of the whole net, (1/T) ln σ_i(∂y_L/∂y_0), are
+    `io_jacobian_singular_values(net, xs).lyapunov_exponents`.
 
     Args:
         net: a fixed-step `SolverNet` with a one-step solver.
@@ -197,12 +198,7 @@ def layer_lyapunov_spectrum(net: SolverNet, xs, *, num_exponents: int | None = N
     """
     times = layer_times(net)
     check_one_step(net, "layer_lyapunov_spectrum")
-    xs = jnp.asarray(xs)
-    if xs.ndim < 2:
-        raise ValueError(
-            f"xs must be a batch with a leading batch axis, e.g. shape (batch, input_dim); got shape "
-            f"{xs.shape}. For a single sample x pass x[None]."
-        )
+    xs = check_batch(xs, "layer_lyapunov_spectrum")
 
     def step(t, t_next, y):
         return layer_step(net, net.field, t, t_next, y)

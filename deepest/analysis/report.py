@@ -7,12 +7,12 @@ read side by side (and written to a run's summary.json by the experiment runner)
 
 import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
 
 from ..network import SolverNet
 from ..solvers import MULTISTEP
 from .gradients import GradientNorms, InputOutputSpectrum, gradient_norms, io_jacobian_singular_values
-from .lyapunov import LyapunovSpectrum, layer_lyapunov_spectrum
 from .spectra import JacobianSpectrum, jacobian_spectrum
 
 
@@ -23,9 +23,8 @@ class StabilityReport:
     Fields:
         spectrum: h·λ of ∂f/∂y along every layer (`jacobian_spectrum`).
         gradients: ‖∂L/∂y_k‖ per layer (`gradient_norms`); None for two-step solvers.
-        io: singular values of ∂y_L/∂y_0 (`io_jacobian_singular_values`).
-        lyapunov: the finite-time Lyapunov spectrum of the layer map per sample
-            (`layer_lyapunov_spectrum`); None for two-step solvers.
+        io: singular values of ∂y_L/∂y_0 (`io_jacobian_singular_values`), whence the
+            finite-time Lyapunov exponents (1/T) ln σ_i of each sample.
         regime_factor: the gradient change across depth beyond which the profile counts as
             vanishing or exploding (`GradientNorms.regime`).
     """
@@ -33,7 +32,6 @@ class StabilityReport:
     spectrum: JacobianSpectrum
     gradients: GradientNorms | None
     io: InputOutputSpectrum
-    lyapunov: LyapunovSpectrum | None
     regime_factor: float = 10.0
 
     @property
@@ -48,11 +46,11 @@ class StabilityReport:
     @property
     def max_growth(self) -> float:
         """The largest per-step growth factor of the solver at any h·λ (NaN if diverged)."""
-        return float(np.max(self.spectrum.growth))
+        return float(jnp.nanmax(self.spectrum.growth))
 
     @property
     def max_growth_per_layer(self) -> np.ndarray:
-        return np.asarray(np.max(self.spectrum.growth, axis=(0, 2)))
+        return np.asarray(jnp.nanmax(self.spectrum.growth, axis=(0, 2)))
 
     @property
     def max_log_norm(self) -> float:
@@ -64,17 +62,16 @@ class StabilityReport:
         return None if self.gradients is None else self.gradients.regime(self.regime_factor)
 
     @property
-    def top_lyapunov(self) -> float | None:
-        """Mean over samples of the largest finite-time Lyapunov exponent, per unit depth.
-
-        The largest of the full spectrum, not the first QR exponent: over a few layers the
-        first tangent vector has not yet turned into the most expanding direction.
-        """
-        return None if self.lyapunov is None else float(np.mean(np.max(self.lyapunov.exponents, axis=-1)))
+    def top_lyapunov(self) -> float:
+        """Mean over samples of the top finite-time Lyapunov exponent (1/T) ln σ_max(∂y_L/∂y_0),
+        per unit depth: the rate at which the net stretches its worst input perturbation."""
+        return float(np.mean(np.asarray(self.io.lyapunov_exponents)[:, 0]))
 
     def to_dict(self) -> dict:
-        """Headline numbers as plain Python values, ready for JSON."""
-        io = np.asarray(self.io.singular_values)
+        """Headline numbers as plain Python values for JSON; NaN and ±inf become None."""
+        return {key: _plain(value) for key, value in self._headline().items()}
+
+    def _headline(self) -> dict:
         return {
             "solver": self.spectrum.solver,
             "step_size": self.spectrum.step_size,
@@ -83,19 +80,19 @@ class StabilityReport:
             "fraction_outside_per_layer": self.fraction_outside_per_layer.tolist(),
             "max_growth": self.max_growth,
             "max_growth_per_layer": self.max_growth_per_layer.tolist(),
-            "max_spectral_abscissa": float(np.max(self.spectrum.spectral_abscissa)),
+            "max_spectral_abscissa": float(jnp.nanmax(self.spectrum.spectral_abscissa)),
             "max_log_norm": self.max_log_norm,
             "gradient_slope": None if self.gradients is None else float(self.gradients.slope),
             "gradient_regime": self.gradient_regime,
             "gradient_profile": None if self.gradients is None else np.exp(np.asarray(self.gradients.log_profile)).tolist(),
-            "io_largest_singular_value": float(np.median(io[:, 0])),
-            "io_smallest_singular_value": float(np.median(io[:, -1])),
+            "io_largest_singular_value": float(np.median(self.io.largest)),
+            "io_smallest_singular_value": float(np.median(self.io.smallest)),
             "top_lyapunov": self.top_lyapunov,
         }
 
     def summary(self) -> str:
         """A compact text summary, one finding per line."""
-        values = self.to_dict()
+        values = self._headline()
         lines = [
             f"Stability report: {values['solver']}, {values['num_layers']} layers, h = {values['step_size']:.4g}",
             f"  h·λ outside the region: {self.fraction_outside:.1%} overall, "
@@ -104,12 +101,12 @@ class StabilityReport:
             f"   max log-norm μ₂: {self.max_log_norm:.4f}",
         ]
         if self.gradients is None:
-            lines.append("  gradients, Lyapunov: not computed (two-step solver: no one-step layer map)")
+            lines.append("  gradients: not computed (two-step solver: no one-step layer map)")
         else:
             lines.append(
                 f"  gradients: {self.gradient_regime} (slope of log‖∂L/∂y_k‖: {values['gradient_slope']:+.4f} per layer)"
             )
-            lines.append(f"  top Lyapunov exponent of the layer map: {self.top_lyapunov:+.4f} per unit depth")
+        lines.append(f"  top finite-time Lyapunov exponent (1/T) ln σ_max: {self.top_lyapunov:+.4f} per unit depth")
         lines.append(
             f"  input–output singular values (median over samples): "
             f"σ_max {values['io_largest_singular_value']:.4g}, σ_min {values['io_smallest_singular_value']:.4g}"
@@ -139,6 +136,14 @@ def stability_report(net: SolverNet, xs, targets, loss_fn, *, regime_factor: flo
         spectrum=jacobian_spectrum(net, xs, key=key),
         gradients=gradient_norms(net, loss_fn, xs, targets) if one_step else None,
         io=io_jacobian_singular_values(net, xs, key=key),
-        lyapunov=layer_lyapunov_spectrum(net, xs) if one_step else None,
         regime_factor=regime_factor,
     )
+
+
+def _plain(value):
+    """A JSON-safe Python value: arrays to lists, non-finite floats to None."""
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

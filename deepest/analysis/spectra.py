@@ -29,8 +29,8 @@ from ._layers import check_one_step, layer_step, trajectories
 # jvp/vjp) instead of forming and factorising each Jacobian: a dense eigen-decomposition
 # costs O(d³) per matrix, a Krylov estimate O(d·m²) plus a few hundred Jacobian-vector
 # products. Measured on the 2-core machine (float32, MLP fields, benchmarks/spectra.py): dense
-# is 2× faster at d = 128 and level at d = 256 (41 against 35 spectra/s), and returns every
-# eigenvalue, not only the extremes.
+# is 2× faster at d = 128 and level at d = 256 (dense 41, matrix-free 35 spectra/s), and
+# returns every eigenvalue, not only the extremes.
 DENSE_LIMIT = 256
 METHODS = ("auto", "dense", "matrix_free")
 
@@ -50,7 +50,9 @@ class JacobianSpectrum(eqx.Module):
     Fields:
         eigenvalues: complex (batch, num_steps, k): spec(∂f/∂y(t_k, y_k)); k = state_dim
             (method "dense"), or the `num_eigenvalues` largest in modulus followed by the
-            `num_eigenvalues` rightmost Ritz values ("matrix_free").
+            `num_eigenvalues` rightmost ("matrix_free"), with NaN in place of a rightmost one
+            already among the largest and of any Ritz value that did not converge. NaN
+            entries (also those of a diverged state) are left out of every share below.
         log_norm: (batch, num_steps) μ₂ = λ_max of the symmetric part of ∂f/∂y.
         times: (num_steps,) the layer times t_k.
         step_size: h.
@@ -72,23 +74,32 @@ class JacobianSpectrum(eqx.Module):
 
     @property
     def growth(self) -> Float[Array, "batch steps k"]:
-        """The solver's per-step growth factor at h·λ (|R(hλ)| for one-step methods)."""
+        """The solver's per-step growth factor at h·λ: |R(hλ)| for one-step methods, the
+        largest root of the characteristic polynomial for the others (`deepest.stability`)."""
         return stability.growth_factor(self.solver, self.scaled)
 
     @property
     def outside(self) -> Bool[Array, "batch steps k"]:
-        """Whether h·λ lies outside the solver's stability region."""
-        return ~stability.is_stable(self.solver, self.scaled)
+        """Whether h·λ lies outside the solver's stability region (False for NaN entries)."""
+        return ~stability.is_stable(self.solver, self.scaled) & self.finite
+
+    @property
+    def finite(self) -> Bool[Array, "batch steps k"]:
+        """Whether an entry of `eigenvalues` holds a number (not NaN)."""
+        return jnp.isfinite(self.eigenvalues)
 
     @property
     def fraction_outside(self) -> Float[Array, ""]:
-        """Share of all h·λ (every sample, layer and eigenvalue) outside the region."""
-        return jnp.mean(self.outside, dtype=self.real_dtype)
+        """Share of all h·λ (every sample, layer and eigenvalue) outside the region; NaN if
+        there is no finite eigenvalue (a diverged net)."""
+        return jnp.sum(self.outside, dtype=self.real_dtype) / jnp.sum(self.finite, dtype=self.real_dtype)
 
     @property
     def fraction_outside_per_layer(self) -> Float[Array, " steps"]:
         """Share of h·λ outside the region at each layer, over samples and eigenvalues."""
-        return jnp.mean(self.outside, axis=(0, 2), dtype=self.real_dtype)
+        return jnp.sum(self.outside, axis=(0, 2), dtype=self.real_dtype) / jnp.sum(
+            self.finite, axis=(0, 2), dtype=self.real_dtype
+        )
 
     @property
     def real_dtype(self):
@@ -98,12 +109,25 @@ class JacobianSpectrum(eqx.Module):
     @property
     def spectral_abscissa(self) -> Float[Array, "batch steps"]:
         """α(J) = max Re λ per sample and layer: the flow's asymptotic growth rate."""
-        return jnp.max(self.eigenvalues.real, axis=-1)
+        return jnp.nanmax(self.eigenvalues.real, axis=-1)
 
     @property
     def spectral_radius(self) -> Float[Array, "batch steps"]:
         """ρ(J) = max |λ| per sample and layer."""
-        return jnp.max(jnp.abs(self.eigenvalues), axis=-1)
+        return jnp.nanmax(jnp.abs(self.eigenvalues), axis=-1)
+
+
+def _converged(result: krylov.KrylovEigenvalues):
+    """The Ritz values, or NaN if the iteration stopped before converging."""
+    return jnp.where(result.converged, result.eigenvalues, jnp.nan)
+
+
+def _not_among(values, others):
+    """`values` with NaN where one equals (to 1e-6 relative) an entry of `others`: the same
+    eigenvalue found by both Krylov searches counts once."""
+    distance = jnp.min(jnp.abs(values[:, None] - others[None, :]), axis=1)
+    duplicate = distance <= 1e-6 * jnp.maximum(jnp.abs(values), 1.0)
+    return jnp.where(duplicate, jnp.nan, values)
 
 
 def _jacobian_at(field):
@@ -152,10 +176,10 @@ def jacobian_spectrum(
                 return (matvec(v) + pullback(v)[0]) / 2
 
             dim = y.shape[-1]
-            largest = krylov.arnoldi_eigenvalues(matvec, dim, num_eigenvalues=num_eigenvalues, which="magnitude", dtype=y.dtype, key=key)
-            rightmost = krylov.arnoldi_eigenvalues(matvec, dim, num_eigenvalues=num_eigenvalues, which="real", dtype=y.dtype, key=key)
-            top = krylov.arnoldi_eigenvalues(symmetric_matvec, dim, num_eigenvalues=1, which="real", dtype=y.dtype, key=key)
-            return jnp.concatenate([largest.eigenvalues, rightmost.eigenvalues]), top.eigenvalues[0].real
+            largest = _converged(krylov.arnoldi_eigenvalues(matvec, dim, num_eigenvalues=num_eigenvalues, which="magnitude", dtype=y.dtype, key=key))
+            rightmost = _converged(krylov.arnoldi_eigenvalues(matvec, dim, num_eigenvalues=num_eigenvalues, which="real", dtype=y.dtype, key=key))
+            top = _converged(krylov.arnoldi_eigenvalues(symmetric_matvec, dim, num_eigenvalues=1, which="real", dtype=y.dtype, key=key))
+            return jnp.concatenate([largest, _not_among(rightmost, largest)]), top[0].real
 
         values, log_norm = jax.vmap(jax.vmap(extremal), in_axes=(None, 0))(times, states)
     return JacobianSpectrum(
@@ -173,7 +197,7 @@ class LayerMapSpectrum(eqx.Module):
 
     Fields:
         eigenvalues: complex (batch, num_steps, k); all of them ("dense") or the
-            `num_eigenvalues` largest in modulus ("matrix_free").
+            `num_eigenvalues` largest in modulus ("matrix_free"; NaN if not converged).
         singular_values: (batch, num_steps, k), descending; all, or the largest few.
         method: "dense" or "matrix_free".
     """
@@ -185,7 +209,7 @@ class LayerMapSpectrum(eqx.Module):
     @property
     def spectral_radius(self) -> Float[Array, "batch steps"]:
         """ρ(∂y_{k+1}/∂y_k): the asymptotic per-layer amplification."""
-        return jnp.max(jnp.abs(self.eigenvalues), axis=-1)
+        return jnp.nanmax(jnp.abs(self.eigenvalues), axis=-1)
 
     @property
     def spectral_norm(self) -> Float[Array, "batch steps"]:
@@ -233,7 +257,7 @@ def layer_map_spectrum(
         dim = y.shape[-1]
         largest = krylov.arnoldi_eigenvalues(matvec, dim, num_eigenvalues=num_eigenvalues, which="magnitude", dtype=y.dtype, key=key)
         top = krylov.top_singular_values(matvec, rmatvec, dim, num_values=num_eigenvalues, dtype=y.dtype, key=key)
-        return largest.eigenvalues, top.values
+        return _converged(largest), jnp.where(top.converged, top.values, jnp.nan)
 
     values, singular = jax.vmap(jax.vmap(extremal), in_axes=(None, None, 0))(starts, ends, states)
     return LayerMapSpectrum(eigenvalues=values, singular_values=singular, method=method)
