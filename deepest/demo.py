@@ -12,7 +12,7 @@ accuracy 1.000 under the training discretisation (Euler, 10 steps) but 0.57–0.
 5/40 steps, RK4 5/10 steps and adaptive Tsit5; 57% of the field's h·λ lie outside Euler's
 region (72% in the first layer), the largest Euler growth factor is 1.73, the gradient profile
 grows by e^(0.254) per layer towards the input ("exploding" by the factor-10 rule), and the top
-finite-time Lyapunov exponent of the layer maps is +2.49 per unit depth.
+finite-time Lyapunov exponent (1/T) ln σ_max(∂y_L/∂y_0) averages +2.90 per unit depth.
 """
 
 import argparse
