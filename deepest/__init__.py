@@ -7,6 +7,7 @@ are the architecture's depth (fixed-step explicit Euler = ResNet). See README.md
 import importlib
 
 from . import analysis as analysis
+from . import data as data
 from . import encoders as encoders
 from . import fields as fields
 from . import solvers as solvers
