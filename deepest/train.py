@@ -1,0 +1,228 @@
+"""Training a SolverNet: one compiled step, a Python loop, metrics, and divergence as data.
+
+`fit` runs minibatch gradient descent with an optax optimiser. Exploding networks are the
+subject of this project, so a step whose loss is NaN/Inf, whose final states exceed
+`max_state_norm`, or whose solve fails (diffrax's result code) does not raise: training
+stops there, the last good model is kept, and the result says `status="diverged"`, when and
+why. Minibatches depend only on (key, step), so a run resumed from a checkpoint at step s
+continues exactly as the uninterrupted run would have.
+"""
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from .data import Dataset
+from .network import SolverNet
+
+OPTIMISERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
+SCHEDULES = ("constant", "cosine", "warmup_cosine")
+
+
+def optimiser(name: str, learning_rate: float, *, schedule: str = "constant", num_steps: int = 1, warmup_steps: int = 0):
+    """An optax optimiser by name with a learning-rate schedule by name.
+
+    Args:
+        name: one of `OPTIMISERS` (adam, adamw, sgd, rmsprop).
+        learning_rate: the peak learning rate.
+        schedule: "constant", "cosine" (decay to 0 over `num_steps`) or "warmup_cosine"
+            (linear warm-up over `warmup_steps`, then cosine decay).
+        num_steps, warmup_steps: the schedule's length.
+    """
+    if name not in OPTIMISERS:
+        raise ValueError(f"Unknown optimiser {name!r}. Valid optimisers are: {', '.join(OPTIMISERS)}.")
+    if schedule == "constant":
+        rate = learning_rate
+    elif schedule == "cosine":
+        rate = optax.cosine_decay_schedule(learning_rate, num_steps)
+    elif schedule == "warmup_cosine":
+        rate = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, num_steps)
+    else:
+        raise ValueError(f"Unknown schedule {schedule!r}. Valid schedules are: {', '.join(SCHEDULES)}.")
+    return OPTIMISERS[name](rate)
+
+
+def loss_fn_for(task: str) -> Callable:
+    """The per-sample loss of a task: softmax cross-entropy (classification) or squared error."""
+    if task == "classification":
+        return optax.softmax_cross_entropy_with_integer_labels
+    return lambda prediction, target: jnp.sum((prediction - target) ** 2)
+
+
+def _forward(model: SolverNet, xs, targets, task: str):
+    """Mean loss and per-batch diagnostics from one batched solve."""
+    solution = jax.vmap(model.solve)(xs)
+    final = solution.ys[:, -1]
+    outputs = final if model.readout is None else jax.vmap(model.readout)(final)
+    loss = jnp.mean(jax.vmap(loss_fn_for(task))(outputs, targets))
+    accuracy = jnp.mean(jnp.argmax(outputs, axis=-1) == targets) if task == "classification" else jnp.nan
+    diagnostics = {
+        "accuracy": accuracy,
+        "max_state_norm": jnp.max(jnp.linalg.norm(final, axis=-1)),
+        "solver_failures": jnp.sum(solution.result != diffrax.RESULTS.successful),
+        "function_evaluations": jnp.mean(solution.stats["num_steps"]),
+    }
+    return loss, diagnostics
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingResult:
+    """What `fit` did.
+
+    Fields:
+        model: the trained model (the last one before divergence, if it diverged).
+        optimiser_state: the optimiser's state matching `model`.
+        steps: training steps completed (counting from 0, including a resumed prefix).
+        status: "completed" or "diverged".
+        diverged_at: the step whose update was refused, or None.
+        reason: why it diverged ("loss is nan", "state norm 3.2e+07 > 1e+06", "solver failed").
+        history: the metric records (dicts) written every `log_every` steps and at the end.
+    """
+
+    model: SolverNet
+    optimiser_state: optax.OptState
+    steps: int
+    status: str
+    diverged_at: int | None
+    reason: str | None
+    history: list
+
+
+def make_step(optimiser: optax.GradientTransformation, task: str):
+    """The compiled training step (model, state, xs, targets) → (model, state, metrics).
+
+    Compiles once per model structure and batch shape; NaN/Inf is left in the metrics for the
+    caller to act on (no host check inside the step).
+    """
+
+    @eqx.filter_jit
+    def step(model, state, xs, targets):
+        (loss, diagnostics), grads = eqx.filter_value_and_grad(_forward, has_aux=True)(model, xs, targets, task)
+        updates, new_state = optimiser.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
+        new_model = eqx.apply_updates(model, updates)
+        return new_model, new_state, {"loss": loss, "gradient_norm": optax.tree.norm(grads), **diagnostics}
+
+    return step
+
+
+def make_evaluate(task: str):
+    """Compiled (model, xs, targets) → (loss, diagnostics) on a whole split."""
+    return eqx.filter_jit(lambda model, xs, targets: _forward(model, xs, targets, task))
+
+
+def batch_indices(key, step: int, num_samples: int, batch_size: int):
+    """The minibatch of `step`: slice step % (n // b) of the permutation of epoch step // (n // b).
+
+    A function of (key, step) only, so resumed runs draw the same batches.
+    """
+    per_epoch = max(1, num_samples // batch_size)
+    epoch, position = divmod(step, per_epoch)
+    order = jax.random.permutation(jax.random.fold_in(key, epoch), num_samples)
+    return order[position * batch_size : (position + 1) * batch_size]
+
+
+def _divergence(metrics: dict, max_state_norm: float) -> str | None:
+    if not np.isfinite(metrics["loss"]):
+        return f"loss is {metrics['loss']}"
+    if not np.isfinite(metrics["max_state_norm"]) or metrics["max_state_norm"] > max_state_norm:
+        return f"state norm {metrics['max_state_norm']:.3g} > {max_state_norm:.3g}"
+    if metrics["solver_failures"] > 0:
+        return f"solver failed on {int(metrics['solver_failures'])} samples"
+    return None
+
+
+def fit(
+    model: SolverNet,
+    dataset: Dataset,
+    optimiser: optax.GradientTransformation,
+    *,
+    num_steps: int,
+    batch_size: int,
+    key,
+    log_every: int = 50,
+    max_state_norm: float = 1e6,
+    start_step: int = 0,
+    optimiser_state=None,
+    on_record: Callable[[dict], None] | None = None,
+    checkpoint_every: int | None = None,
+    on_checkpoint: Callable[[int, SolverNet, optax.OptState], None] | None = None,
+    progress: bool | None = None,
+) -> TrainingResult:
+    """Train `model` on `dataset.x_train` for steps start_step … num_steps − 1.
+
+    Args:
+        model: the SolverNet (trained with throw=False: failures become data).
+        dataset: from `deepest.data.make`; its task picks the loss.
+        optimiser: an optax transformation (`optimiser(...)` builds one by name).
+        num_steps: total steps, including any done before `start_step`.
+        batch_size: samples per step (capped at the training-set size).
+        key: PRNG key of the minibatch order.
+        log_every: steps between metric records (train batch metrics, plus test loss and
+            accuracy on the whole test split).
+        max_state_norm: a final state larger than this counts as divergence.
+        start_step, optimiser_state: resume from a checkpoint taken after `start_step` steps.
+        on_record: called with each metric record (e.g. to append to metrics.jsonl).
+        checkpoint_every, on_checkpoint: called as on_checkpoint(step, model, state) after
+            every `checkpoint_every` steps.
+        progress: show a tqdm bar (default: only on a terminal).
+
+    Returns:
+        A `TrainingResult`.
+    """
+    task = dataset.task
+    user_throw = model.throw
+    model = dataclasses.replace(model, throw=False)
+    state = optimiser_state if optimiser_state is not None else optimiser.init(eqx.filter(model, eqx.is_inexact_array))
+    step_fn, evaluate = make_step(optimiser, task), make_evaluate(task)
+    x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
+    x_test, y_test = jnp.asarray(dataset.x_test), jnp.asarray(dataset.y_test)
+    batch_size = min(batch_size, len(x_train))
+    history, status, diverged_at, reason = [], "completed", None, None
+    started = time.perf_counter()
+    step = start_step
+    bar = tqdm(total=num_steps, initial=start_step, disable=None if progress is None else not progress, leave=False)
+
+    def record(step_number, metrics):
+        test_loss, test_diagnostics = evaluate(model, x_test, y_test)
+        entry = {"step": step_number, "wall_time": time.perf_counter() - started}
+        entry.update({name: float(value) for name, value in metrics.items()})
+        entry.update({"test_loss": float(test_loss), "test_accuracy": float(test_diagnostics["accuracy"])})
+        history.append(entry)
+        if on_record is not None:
+            on_record(entry)
+
+    metrics = None
+    while step < num_steps:
+        batch = batch_indices(key, step, len(x_train), batch_size)
+        new_model, new_state, device_metrics = step_fn(model, state, x_train[batch], y_train[batch])
+        metrics = {name: float(value) for name, value in device_metrics.items()}
+        reason = _divergence(metrics, max_state_norm)
+        if reason is not None:
+            status, diverged_at = "diverged", step
+            record(step, metrics)
+            break
+        model, state, step = new_model, new_state, step + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+        if step % log_every == 0 or step == num_steps:
+            record(step, metrics)
+        if checkpoint_every and on_checkpoint is not None and step % checkpoint_every == 0:
+            on_checkpoint(step, model, state)
+    bar.close()
+    return TrainingResult(
+        model=dataclasses.replace(model, throw=user_throw),
+        optimiser_state=state,
+        steps=step,
+        status=status,
+        diverged_at=diverged_at,
+        reason=reason,
+        history=history,
+    )
