@@ -1,0 +1,59 @@
+"""From a validated config to the objects it describes: dataset, network, optimiser."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .. import data, fields, train
+from ..encoders import ZeroAugmentation
+from ..network import SolverNet
+from .config import ExperimentConfig
+
+
+def dataset(config: ExperimentConfig) -> data.Dataset:
+    spec = config.data
+    return data.make(
+        spec.name,
+        num_samples=spec.num_samples or None,
+        noise=None if spec.noise < 0 else spec.noise,
+        test_fraction=spec.test_fraction,
+        seed=spec.seed,
+    )
+
+
+def network(config: ExperimentConfig, dataset: data.Dataset) -> SolverNet:
+    """The SolverNet of a config for a dataset's input and output sizes."""
+    model, steps = config.model, config.discretisation
+    state_dim = dataset.input_dim + model.augment
+    field_key, readout_key = jax.random.split(jax.random.PRNGKey(model.seed))
+
+    def one_field(key):
+        if model.field == "linear":
+            return fields.Linear(-model.scale * jnp.eye(state_dim))
+        return fields.MLP(state_dim, model.width, model.depth, activation=model.activation, time_input=model.time_input, key=key)
+
+    if model.per_layer:
+        layers = max(steps.num_steps, 1)
+        field = fields.PerLayer([one_field(key) for key in jax.random.split(field_key, layers)], t1=steps.t1)
+    else:
+        field = one_field(field_key)
+    outputs = dataset.num_classes or dataset.y_train.shape[1]
+    return SolverNet(
+        field,
+        solver=steps.solver,
+        t1=steps.t1,
+        num_steps=steps.num_steps or None,
+        rtol=steps.rtol,
+        atol=steps.atol,
+        adjoint=steps.adjoint,
+        encoder=ZeroAugmentation(model.augment) if model.augment else None,
+        readout=eqx.nn.Linear(state_dim, outputs, key=readout_key),
+        throw=False,
+    )
+
+
+def optimiser(config: ExperimentConfig):
+    spec = config.training
+    return train.optimiser(
+        spec.optimiser, spec.learning_rate, schedule=spec.schedule, num_steps=spec.num_steps, warmup_steps=spec.warmup_steps
+    )

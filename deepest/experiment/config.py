@@ -1,0 +1,240 @@
+"""Experiment configs: TOML files loaded into frozen, validated dataclasses.
+
+A config is data. Every key has its default here, in the schema; a file overrides some of
+them, and `--set section.key=value` overrides the file. Validation happens before anything
+is written: an unknown key names the closest valid one, a wrong type or range names the key,
+the value and what is allowed.
+
+    [data]            dataset and split          [training]    optimiser, steps, batches
+    [model]           the vector field           [evaluation]  other discretisations to test at
+    [discretisation]  solver, steps, adjoint     [analysis]    stability report settings
+    [sweep]           grid / zip over dotted keys (expanded by `deepest.experiment.sweep`)
+"""
+
+import dataclasses
+import difflib
+import tomllib
+import typing
+
+from ..data import DATASETS
+from ..fields import ACTIVATIONS
+from ..network import ADJOINTS
+from ..solvers import SOLVERS, supports_adaptive
+from ..train import OPTIMISERS, SCHEDULES
+
+FIELDS = ("mlp", "linear")
+
+
+class ConfigError(ValueError):
+    """A config that does not validate; the message names the key and what is allowed."""
+
+
+def _require(condition: bool, key: str, value, allowed: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key} = {value!r} is not allowed: {allowed}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """The dataset (`deepest.data.make`)."""
+
+    name: str = "spirals"
+    num_samples: int = 0  # 0: the dataset's default size
+    noise: float = -1.0  # negative: the dataset's default noise
+    test_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self):
+        _require(self.name in DATASETS, "data.name", self.name, f"one of {', '.join(DATASETS)}")
+        _require(self.num_samples == 0 or self.num_samples >= 4, "data.num_samples", self.num_samples, "0 (default) or ≥ 4")
+        _require(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "a number in (0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The vector field f_θ, an augmentation of the input, and a linear readout."""
+
+    field: str = "mlp"
+    width: int = 32
+    depth: int = 1
+    activation: str = "tanh"
+    time_input: bool = False
+    per_layer: bool = False  # distinct weights per layer (a PerLayer field on the step grid)
+    augment: int = 2  # zero dimensions appended to the input
+    scale: float = 1.0  # linear: the matrix starts at −scale·I (eigenvalues h·λ = −scale·h)
+    seed: int = 0
+
+    def __post_init__(self):
+        _require(self.field in FIELDS, "model.field", self.field, f"one of {', '.join(FIELDS)}")
+        _require(self.width >= 1, "model.width", self.width, "a positive integer")
+        _require(self.depth >= 0, "model.depth", self.depth, "a non-negative integer")
+        _require(self.activation in ACTIVATIONS, "model.activation", self.activation, f"one of {', '.join(ACTIVATIONS)}")
+        _require(self.augment >= 0, "model.augment", self.augment, "a non-negative integer")
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscretisationConfig:
+    """The solver and its steps: the architecture's depth."""
+
+    solver: str = "euler"
+    num_steps: int = 10  # 0: adaptive steps with rtol/atol
+    t1: float = 1.0
+    rtol: float = 1e-3
+    atol: float = 1e-6
+    adjoint: str = "recursive_checkpoint"
+
+    def __post_init__(self):
+        _require(self.solver in SOLVERS, "discretisation.solver", self.solver, f"one of {', '.join(SOLVERS)}")
+        _require(self.num_steps >= 0, "discretisation.num_steps", self.num_steps, "a positive integer, or 0 for adaptive")
+        if self.num_steps == 0:
+            adaptive = [name for name in SOLVERS if supports_adaptive(name)]
+            _require(self.solver in adaptive, "discretisation.solver", self.solver, f"with num_steps = 0 (adaptive), one of {', '.join(adaptive)}")
+        _require(self.t1 > 0, "discretisation.t1", self.t1, "a positive number")
+        _require(self.adjoint in ADJOINTS, "discretisation.adjoint", self.adjoint, f"one of {', '.join(ADJOINTS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Optimiser, schedule, minibatches and the divergence threshold."""
+
+    optimiser: str = "adam"
+    learning_rate: float = 1e-2
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    num_steps: int = 400
+    batch_size: int = 128
+    seed: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 100
+    max_state_norm: float = 1e6
+
+    def __post_init__(self):
+        _require(self.optimiser in OPTIMISERS, "training.optimiser", self.optimiser, f"one of {', '.join(OPTIMISERS)}")
+        _require(self.learning_rate > 0, "training.learning_rate", self.learning_rate, "a positive number")
+        _require(self.schedule in SCHEDULES, "training.schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
+        for name in ("num_steps", "batch_size", "log_every", "checkpoint_every"):
+            _require(getattr(self, name) >= 1, f"training.{name}", getattr(self, name), "a positive integer")
+        _require(self.max_state_norm > 0, "training.max_state_norm", self.max_state_norm, "a positive number")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """Re-integrate the trained field with these solvers × step counts (0: adaptive)."""
+
+    solvers: tuple[str, ...] = ()
+    num_steps: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        for solver in self.solvers:
+            _require(solver in SOLVERS, "evaluation.solvers", solver, f"each one of {', '.join(SOLVERS)}")
+        for count in self.num_steps:
+            _require(count >= 0, "evaluation.num_steps", count, "non-negative integers (0: adaptive)")
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisConfig:
+    """The stability report on a subset of the test split."""
+
+    report: bool = True
+    num_samples: int = 64
+    figures: bool = True
+
+    def __post_init__(self):
+        _require(self.num_samples >= 1, "analysis.num_samples", self.num_samples, "a positive integer")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment: one run (a sweep expands into many of these)."""
+
+    name: str = "experiment"
+    description: str = ""
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    discretisation: DiscretisationConfig = DiscretisationConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+
+
+def _check_type(key: str, value, annotation):
+    """`value` converted to `annotation` (int → float allowed), or a ConfigError."""
+    if typing.get_origin(annotation) is tuple:
+        (item_type, _) = typing.get_args(annotation)
+        _require(isinstance(value, list | tuple), key, value, f"a list of {item_type.__name__}")
+        return tuple(_check_type(key, item, item_type) for item in value)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is int and isinstance(value, bool) or not isinstance(value, annotation):
+        raise ConfigError(f"{key} = {value!r} is not allowed: expected {annotation.__name__}, got {type(value).__name__}.")
+    return value
+
+
+def _build(cls, table: dict, prefix: str):
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f" Did you mean {prefix}{close[0]!r}?" if close else ""
+            raise ConfigError(f"Unknown key {path!r}.{hint} Valid keys here: {', '.join(fields)}.")
+        annotation = hints[key]
+        if dataclasses.is_dataclass(annotation):
+            _require(isinstance(value, dict), path, value, "a table")
+            values[key] = _build(annotation, value, f"{path}.")
+        else:
+            values[key] = _check_type(path, value, annotation)
+    return cls(**values)
+
+
+def from_dict(table: dict) -> ExperimentConfig:
+    """Validate a nested dict (as TOML gives) into an `ExperimentConfig`; `sweep` not allowed."""
+    return _build(ExperimentConfig, table, "")
+
+
+def parse_override(assignment: str) -> tuple[str, object]:
+    """'training.learning_rate=3e-3' → ('training.learning_rate', 0.003); values are TOML
+    (numbers, booleans, [lists], "strings"), and a bare word is a string."""
+    key, separator, text = assignment.partition("=")
+    if not separator or not key.strip():
+        raise ConfigError(f"An override must look like section.key=value, got {assignment!r}.")
+    try:
+        value = tomllib.loads(f"value = {text.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    return key.strip(), value
+
+
+def set_dotted(table: dict, key: str, value) -> dict:
+    """A copy of the nested dict with `key` ('section.name') set to `value`."""
+    head, _, rest = key.partition(".")
+    updated = dict(table)
+    updated[head] = set_dotted(table.get(head, {}), rest, value) if rest else value
+    return updated
+
+
+def load(path, overrides=()) -> tuple[dict, list[ExperimentConfig]]:
+    """Read a TOML experiment, apply `--set` overrides, expand its sweep and validate every run.
+
+    Returns the raw table (for the record) and the validated configs, one per run. Raises
+    ConfigError (naming file and key) before anything is written.
+    """
+    from .sweep import expand
+
+    with open(path, "rb") as file:
+        try:
+            table = tomllib.load(file)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path} is not valid TOML: {error}.") from error
+    for assignment in overrides:
+        key, value = parse_override(assignment)
+        table = set_dotted(table, key, value)
+    sweep = table.pop("sweep", {})
+    return table, [from_dict(variant) for variant in expand(table, sweep)]
+
+
+def to_dict(config: ExperimentConfig) -> dict:
+    """The resolved config as plain JSON-ready data (tuples become lists)."""
+    return dataclasses.asdict(config, dict_factory=lambda items: {key: list(value) if isinstance(value, tuple) else value for key, value in items})

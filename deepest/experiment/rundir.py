@@ -1,0 +1,96 @@
+"""Run directories: runs/<experiment>/<run_id>/ and the files in them, written atomically.
+
+    config.json    the resolved config            metrics.jsonl  one record per log interval
+    env.json       versions and platform          summary.json   status and results; written last
+    ckpt/          latest.eqx + latest.json (step) figures/      report figures
+
+Every file is written to a temporary name and renamed into place, so an interrupted run never
+leaves a half-written file; a summary.json means the run finished (completed or diverged).
+The run id is a hash of the resolved config: the same config maps to the same directory, so
+a re-submitted sweep skips its finished runs and resumes its interrupted ones.
+"""
+
+import hashlib
+import json
+import os
+import pathlib
+import platform
+import tempfile
+from importlib import metadata
+
+import equinox as eqx
+
+
+def run_id(resolved: dict) -> str:
+    """12 hex digits of the SHA-256 of the config's canonical JSON."""
+    canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def write_atomic(path: pathlib.Path, write) -> None:
+    """Call write(file) on a temporary file beside `path`, then rename it to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def write_json(path: pathlib.Path, value) -> None:
+    write_atomic(path, lambda file: file.write((json.dumps(value, indent=2, sort_keys=True) + "\n").encode()))
+
+
+def read_json(path: pathlib.Path):
+    return json.loads(path.read_text())
+
+
+def environment() -> dict:
+    """Library versions and platform, for env.json."""
+    versions = {}
+    for package in ("deepest", "jax", "jaxlib", "diffrax", "equinox", "optax", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(), "versions": versions}
+
+
+def save_checkpoint(directory: pathlib.Path, step: int, model, optimiser_state) -> None:
+    """ckpt/latest.eqx (model and optimiser state, equinox serialisation) and ckpt/latest.json."""
+    write_atomic(directory / "ckpt" / "latest.eqx", lambda file: eqx.tree_serialise_leaves(file, (model, optimiser_state)))
+    write_json(directory / "ckpt" / "latest.json", {"step": step})
+
+
+def load_checkpoint(directory: pathlib.Path, model, optimiser_state):
+    """(step, model, optimiser_state) from the latest checkpoint, or None if there is none.
+
+    `model` and `optimiser_state` are templates of the right structure (a fresh run's).
+    """
+    marker = directory / "ckpt" / "latest.json"
+    if not marker.exists():
+        return None
+    step = read_json(marker)["step"]
+    with open(directory / "ckpt" / "latest.eqx", "rb") as file:
+        model, optimiser_state = eqx.tree_deserialise_leaves(file, (model, optimiser_state))
+    return step, model, optimiser_state
+
+
+def metrics_up_to(path: pathlib.Path, step: int) -> list[dict]:
+    """The records of metrics.jsonl with step ≤ `step` (what a resumed run keeps)."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by an interruption
+            continue
+    return [record for record in records if record["step"] <= step]
+
+
+def write_metrics(path: pathlib.Path, records: list[dict]) -> None:
+    write_atomic(path, lambda file: file.write("".join(json.dumps(record) + "\n" for record in records).encode()))
