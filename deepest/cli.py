@@ -1,0 +1,105 @@
+"""The `deepest` command: run experiments, tabulate and report their results.
+
+    deepest run experiments/quickstart.toml [--out runs] [--set training.learning_rate=3e-3] [--jobs 1]
+    deepest results runs/quickstart [--csv results.csv]
+    deepest list
+    deepest report runs/quickstart/<run_id>
+"""
+
+import argparse
+import pathlib
+import sys
+
+EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / "experiments"
+
+
+def _run(arguments) -> int:
+    from .experiment import ConfigError, run_experiment
+    from .experiment.results import collect, format_table
+
+    try:
+        summaries = run_experiment(arguments.config, overrides=arguments.set, out=arguments.out, jobs=arguments.jobs)
+    except ConfigError as error:
+        print(f"deepest run: {arguments.config}: {error}", file=sys.stderr)
+        return 2
+    directory = pathlib.Path(arguments.out) / summaries[0]["experiment"]
+    print(format_table(*collect(directory)))
+    print(f"\nRuns, metrics and figures: {directory}/<run_id>/ (figures/stability_report.png)")
+    return 0
+
+
+def _results(arguments) -> int:
+    from .experiment.results import collect, format_table, to_csv
+
+    try:
+        header, rows = collect(arguments.directory)
+    except FileNotFoundError as error:
+        print(f"deepest results: {error}", file=sys.stderr)
+        return 2
+    print(format_table(header, rows))
+    if arguments.csv:
+        pathlib.Path(arguments.csv).write_text(to_csv(header, rows))
+        print(f"\nCSV: {arguments.csv}")
+    return 0
+
+
+def shipped_experiments() -> list[tuple[str, str]]:
+    """(name, description) of every TOML file in experiments/."""
+    import tomllib
+
+    entries = []
+    for path in sorted(EXPERIMENTS.glob("*.toml")):
+        with open(path, "rb") as file:
+            entries.append((path.stem, tomllib.load(file).get("description", "")))
+    return entries
+
+
+def _list(arguments) -> int:
+    entries = shipped_experiments()
+    width = max((len(name) for name, _ in entries), default=0)
+    for name, description in entries:
+        print(f"{name.ljust(width)}  {description}")
+    return 0
+
+
+def _report(arguments) -> int:
+    from .experiment.report import write_report
+
+    try:
+        path = write_report(arguments.run_dir)
+    except FileNotFoundError as error:
+        print(f"deepest report: {error}", file=sys.stderr)
+        return 2
+    print(path.read_text())
+    print(f"Report: {path}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="deepest", description="Deep networks as discretised dynamical systems.")
+    commands = main.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run an experiment (a TOML config, with its sweep)")
+    run.add_argument("config", help="path to an experiment TOML file, e.g. experiments/quickstart.toml")
+    run.add_argument("--out", default="runs", help="root of the run directories (default: runs)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. training.learning_rate=3e-3 (repeatable)")
+    run.add_argument("--jobs", type=int, default=1, help="runs in parallel, in spawned processes (default: 1)")
+    run.set_defaults(handler=_run)
+    results = commands.add_parser("results", help="one table across the runs of an experiment directory")
+    results.add_argument("directory", help="e.g. runs/quickstart")
+    results.add_argument("--csv", help="also write the table as CSV to this file")
+    results.set_defaults(handler=_results)
+    listing = commands.add_parser("list", help="the shipped experiments, with one-line descriptions")
+    listing.set_defaults(handler=_list)
+    report = commands.add_parser("report", help="figures and a markdown summary of one run")
+    report.add_argument("run_dir", help="a run directory, runs/<experiment>/<run_id>")
+    report.set_defaults(handler=_report)
+    return main
+
+
+def main(argv=None) -> int:
+    arguments = parser().parse_args(argv)
+    return arguments.handler(arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""One table across the runs of an experiment directory (and its CSV)."""
+
+import csv
+import io
+import pathlib
+
+from . import rundir
+
+# Summary columns after the swept config keys: (header, path into summary.json).
+_COLUMNS = (
+    ("status", ("status",)),
+    ("steps", ("steps",)),
+    ("test_accuracy", ("final", "test_accuracy")),
+    ("test_loss", ("final", "test_loss")),
+    ("outside", ("stability", "fraction_outside")),
+    ("max_growth", ("stability", "max_growth")),
+    ("gradients", ("stability", "gradient_regime")),
+    ("top_lyapunov", ("stability", "top_lyapunov")),
+)
+
+
+def _flatten(table: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _lookup(summary: dict, path: tuple):
+    value = summary
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def collect(directory) -> tuple[list[str], list[list]]:
+    """Header and rows: one row per run directory below `directory` that has a config.json.
+
+    The config columns are the keys whose values differ between the runs; unfinished runs
+    show status "running/interrupted".
+    """
+    runs = sorted(path.parent for path in pathlib.Path(directory).rglob("config.json"))
+    if not runs:
+        raise FileNotFoundError(f"No runs (no config.json) below {directory}.")
+    configs = [_flatten(rundir.read_json(run / "config.json")) for run in runs]
+    varying = [key for key in configs[0] if len({repr(config.get(key)) for config in configs}) > 1]
+    # Rows in the order of the swept values, not of the hashes.
+    order = sorted(range(len(runs)), key=lambda index: [repr(configs[index].get(key)) for key in varying])
+    runs, configs = [runs[index] for index in order], [configs[index] for index in order]
+    header = ["run_id", *varying, *(name for name, _ in _COLUMNS)]
+    rows = []
+    for run, config in zip(runs, configs):
+        summary_path = run / "summary.json"
+        summary = rundir.read_json(summary_path) if summary_path.exists() else {"status": "running/interrupted"}
+        rows.append([run.name, *(config.get(key) for key in varying), *(_lookup(summary, path) for _, path in _COLUMNS)])
+    return header, rows
+
+
+def cell(value) -> str:
+    """A table cell: 4 significant digits for floats, — for missing values."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_table(header: list[str], rows: list[list]) -> str:
+    """An aligned text table."""
+    cells = [header, *([cell(value) for value in row] for row in rows)]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(header))]
+    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def to_csv(header: list[str], rows: list[list]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows([["" if value is None else value for value in row] for row in rows])
+    return buffer.getvalue()

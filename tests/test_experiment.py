@@ -1,0 +1,142 @@
+"""Experiment configs, sweeps, the runner's run directories, resumption, divergence and results."""
+
+import json
+import pathlib
+
+import pytest
+
+from deepest import cli
+from deepest.experiment import ConfigError, config, rundir, run_experiment, sweep
+from deepest.experiment.results import collect, format_table, to_csv
+
+EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / "experiments"
+# Small enough to compile and train in seconds; every key is a real config key.
+TINY = [
+    "data.num_samples=64",
+    "model.width=8",
+    "training.num_steps=6",
+    "training.batch_size=16",
+    "training.log_every=3",
+    "training.checkpoint_every=3",
+    "analysis.num_samples=4",
+]
+
+
+def _write(tmp_path, text, name="exp.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_unknown_key_names_the_closest_valid_one(tmp_path):
+    path = _write(tmp_path, "[training]\nlearning_rat = 0.1\n")
+    with pytest.raises(ConfigError, match=r"Unknown key 'training.learning_rat'. Did you mean training.'learning_rate'"):
+        config.load(path)
+    with pytest.raises(ConfigError, match="Unknown key 'trainng'. Did you mean 'training'"):
+        config.from_dict({"trainng": {}})
+
+
+def test_wrong_type_and_range_name_key_value_and_what_is_allowed():
+    with pytest.raises(ConfigError, match=r"training.num_steps = 'ten' is not allowed: expected int, got str"):
+        config.from_dict({"training": {"num_steps": "ten"}})
+    with pytest.raises(ConfigError, match=r"discretisation.solver = 'rk5' is not allowed: one of euler, midpoint"):
+        config.from_dict({"discretisation": {"solver": "rk5"}})
+    with pytest.raises(ConfigError, match=r"training.learning_rate = -0.1 is not allowed: a positive number"):
+        config.from_dict({"training": {"learning_rate": -0.1}})
+    with pytest.raises(ConfigError, match="with num_steps = 0 \\(adaptive\\), one of"):
+        config.from_dict({"discretisation": {"solver": "rk4", "num_steps": 0}})
+    # An integer where a float is expected is fine.
+    assert config.from_dict({"training": {"learning_rate": 1}}).training.learning_rate == 1.0
+
+
+def test_overrides_parse_as_toml_and_bare_words():
+    assert config.parse_override("training.learning_rate=3e-3") == ("training.learning_rate", 0.003)
+    assert config.parse_override("discretisation.solver=rk4") == ("discretisation.solver", "rk4")
+    assert config.parse_override("evaluation.num_steps=[4, 8]") == ("evaluation.num_steps", [4, 8])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        config.parse_override("learning_rate")
+
+
+def test_sweep_expands_the_grid_product_times_the_zip():
+    runs = sweep.expand(
+        {"training": {"num_steps": 5}},
+        {"grid": {"discretisation.solver": ["euler", "rk4"], "discretisation.num_steps": [2, 4, 8]},
+         "zip": {"training.seed": [0, 1], "data.seed": [5, 6]}},
+    )
+    assert len(runs) == 12
+    combos = {(r["discretisation"]["solver"], r["discretisation"]["num_steps"], r["training"]["seed"], r["data"]["seed"]) for r in runs}
+    assert len(combos) == 12 and ("rk4", 8, 1, 6) in combos and ("rk4", 8, 1, 5) not in combos
+    assert all(r["training"]["num_steps"] == 5 for r in runs)
+    with pytest.raises(ConfigError, match="one length"):
+        sweep.expand({}, {"zip": {"a.b": [1, 2], "c.d": [1]}})
+
+
+def test_invalid_config_writes_nothing(tmp_path):
+    path = _write(tmp_path, 'name = "bad"\n[sweep.grid]\n"discretisation.solver" = ["euler", "nope"]\n')
+    with pytest.raises(ConfigError, match="nope"):
+        run_experiment(path, out=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_divergent_run_is_recorded_and_the_sweep_completes(tmp_path):
+    # A = 50 I with Euler, h = 0.1: each layer multiplies the state by 6, 6^10 ≈ 6e7 > 1e6.
+    path = _write(tmp_path, 'name = "mixed"\n[data]\nname = "moons"\n[sweep.zip]\n"model.field" = ["mlp", "linear"]\n"model.scale" = [1.0, -50.0]\n')
+    summaries = run_experiment(path, overrides=TINY, out=tmp_path / "runs", progress=False)
+    statuses = sorted(summary["status"] for summary in summaries)
+    assert statuses == ["completed", "diverged"]
+    diverged = next(summary for summary in summaries if summary["status"] == "diverged")
+    assert diverged["diverged_at"] == 0 and "state norm" in diverged["reason"]
+    header, rows = collect(tmp_path / "runs" / "mixed")
+    assert header[:3] == ["run_id", "model.field", "model.scale"] and len(rows) == 2
+    assert "diverged" in format_table(header, rows) and to_csv(header, rows).count("\n") == 3
+    # Every run directory is complete, and the summary is valid JSON written last.
+    for summary in summaries:
+        directory = tmp_path / "runs" / "mixed" / summary["run_id"]
+        assert {p.name for p in directory.iterdir()} >= {"config.json", "env.json", "metrics.jsonl", "summary.json", "ckpt"}
+    completed = next(summary for summary in summaries if summary["status"] == "completed")
+    assert 0 <= completed["stability"]["fraction_outside"] <= 1
+    # Re-submitting skips finished runs.
+    again = run_experiment(path, overrides=TINY, out=tmp_path / "runs", progress=False)
+    assert all(summary.get("skipped") for summary in again)
+
+
+def test_interrupted_run_resumes_to_the_same_final_metrics(tmp_path, monkeypatch):
+    path = _write(tmp_path, 'name = "resume"\n[data]\nname = "moons"\n[analysis]\nreport = false\n')
+    overrides = [*TINY, "training.num_steps=9"]
+    straight = run_experiment(path, overrides=overrides, out=tmp_path / "straight", progress=False)[0]
+
+    save = rundir.save_checkpoint
+
+    def save_then_die(directory, step, model, state):
+        save(directory, step, model, state)
+        if step == 6:
+            raise KeyboardInterrupt  # the machine goes away after the second checkpoint
+
+    monkeypatch.setattr(rundir, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(path, overrides=overrides, out=tmp_path / "resumed", progress=False)
+    directory = tmp_path / "resumed" / "resume" / straight["run_id"]
+    assert not (directory / "summary.json").exists()
+    assert json.loads((directory / "ckpt" / "latest.json").read_text()) == {"step": 6}
+    monkeypatch.setattr(rundir, "save_checkpoint", save)
+    resumed = run_experiment(path, overrides=overrides, out=tmp_path / "resumed", progress=False)[0]
+    assert resumed["final"] == straight["final"]
+    steps = [json.loads(line)["step"] for line in (directory / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [3, 6, 9]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(path.stem for path in EXPERIMENTS.glob("*.toml")))
+def test_every_shipped_experiment_runs_small_through_the_cli(name, tmp_path, capsys):
+    assert cli.main(["run", str(EXPERIMENTS / f"{name}.toml"), "--out", str(tmp_path), *sum((["--set", o] for o in TINY), [])]) == 0
+    printed = capsys.readouterr().out
+    assert "completed" in printed and "Runs, metrics and figures" in printed
+    run_dir = next((tmp_path / name).iterdir())
+    assert cli.main(["report", str(run_dir)]) == 0
+    assert (run_dir / "report.md").exists()
+
+
+def test_list_shows_every_shipped_experiment(capsys):
+    assert cli.main(["list"]) == 0
+    printed = capsys.readouterr().out
+    assert "quickstart" in printed and "Euler (ResNet) vs RK4" in printed
