@@ -58,7 +58,11 @@ def loss_fn_for(task: str) -> Callable:
 
 
 def _forward(model: SolverNet, xs, targets, task: str):
-    """Mean loss and per-batch diagnostics from one batched solve."""
+    """Mean loss and per-batch diagnostics from one batched solve.
+
+    `solver_steps` is diffrax's count of attempted steps (accepted and rejected), averaged over
+    the batch: the layers of a fixed-step net, the cost of an adaptive one.
+    """
     solution = jax.vmap(model.solve)(xs)
     final = solution.ys[:, -1]
     outputs = final if model.readout is None else jax.vmap(model.readout)(final)
@@ -68,7 +72,7 @@ def _forward(model: SolverNet, xs, targets, task: str):
         "accuracy": accuracy,
         "max_state_norm": jnp.max(jnp.linalg.norm(final, axis=-1)),
         "solver_failures": jnp.sum(solution.result != diffrax.RESULTS.successful),
-        "function_evaluations": jnp.mean(solution.stats["num_steps"]),
+        "solver_steps": jnp.mean(solution.stats["num_steps"]),
     }
     return loss, diagnostics
 

@@ -41,8 +41,8 @@ def test_training_learns_and_compiles_each_function_once(monkeypatch):
     # Two balanced classes start at cross-entropy ≈ ln 2 = 0.69; 60 Adam steps on moons bring
     # the test loss to 0.37 (measured), well below chance level.
     assert result.history[-1]["test_loss"] < 0.5
-    assert {"loss", "accuracy", "gradient_norm", "function_evaluations", "solver_failures", "test_accuracy"} <= set(result.history[0])
-    assert result.history[0]["function_evaluations"] == 4
+    assert {"loss", "accuracy", "gradient_norm", "solver_steps", "solver_failures", "test_accuracy"} <= set(result.history[0])
+    assert result.history[0]["solver_steps"] == 4
 
 
 def test_resumed_run_ends_exactly_like_an_uninterrupted_one():

@@ -50,7 +50,11 @@ def collect(directory) -> tuple[list[str], list[list]]:
     configs = [_flatten(rundir.read_json(run / "config.json")) for run in runs]
     varying = [key for key in configs[0] if len({repr(config.get(key)) for config in configs}) > 1]
     # Rows in the order of the swept values, not of the hashes.
-    order = sorted(range(len(runs)), key=lambda index: [repr(configs[index].get(key)) for key in varying])
+    def sort_key(index):
+        values = (configs[index].get(key) for key in varying)
+        return [(0, value, "") if isinstance(value, int | float) else (1, 0, repr(value)) for value in values]
+
+    order = sorted(range(len(runs)), key=sort_key)
     runs, configs = [runs[index] for index in order], [configs[index] for index in order]
     header = ["run_id", *varying, *(name for name, _ in _COLUMNS)]
     rows = []
