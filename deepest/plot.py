@@ -56,6 +56,8 @@ def _fitting_extent(sets, margin=0.15):
     """A box around every finite point of the given complex arrays (None skipped)."""
     values = np.concatenate([np.ravel(s) for s in sets if s is not None])
     values = values[np.isfinite(values) & (np.abs(values) < 1e3)]
+    if values.size == 0:  # nothing finite to fit (e.g. a diverged net's NaN spectrum)
+        values = np.array([-1.0 - 1.0j, 1.0 + 1.0j])
     re_low, re_high = min(values.real.min(), -1.0), max(values.real.max(), 1.0)
     im_low, im_high = min(values.imag.min(), -1.0), max(values.imag.max(), 1.0)
     pad = margin * max(re_high - re_low, im_high - im_low)

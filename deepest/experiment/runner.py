@@ -97,8 +97,10 @@ def run_one(config: config_module.ExperimentConfig, root, *, progress: bool | No
             for solver in config.evaluation.solvers
             for count in config.evaluation.num_steps
         ]
-        if config.analysis.report and config.discretisation.num_steps:
-            summary["stability"] = _stability(config, result.model, dataset, directory)
+    if config.analysis.report and config.discretisation.num_steps:
+        # Also for a diverged run: the report of its last good model (the initial one if it
+        # diverged at step 0) is what says why it blew up.
+        summary["stability"] = _stability(config, result.model, dataset, directory)
     summary["runtime_seconds"] = time.perf_counter() - started
     rundir.write_json(summary_path, summary)
     return summary
