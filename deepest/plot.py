@@ -168,9 +168,16 @@ def stability_report(report):
     if report.gradients is not None:
         gradient_profile(report.gradients, ax=axes[1, 0], factor=report.regime_factor)
     else:
-        axes[1, 0].text(0.5, 0.5, "two-step solver:\nno one-step layer map", ha="center", va="center", transform=axes[1, 0].transAxes)
-        axes[1, 0].set_axis_off()
-    finite_time_lyapunov(report.io, ax=axes[1, 1])
+        _not_computed(axes[1, 0], "gradient profile not computed\n(not asked for, or a two-step solver)")
+    if report.io is not None:
+        finite_time_lyapunov(report.io, ax=axes[1, 1])
+    else:
+        _not_computed(axes[1, 1], "input–output Jacobian not computed")
     fig.suptitle(report.summary().splitlines()[0])
     fig.tight_layout()
     return fig
+
+
+def _not_computed(ax, text):
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()

@@ -80,7 +80,7 @@ def test_invalid_config_writes_nothing(tmp_path):
 
 def test_divergent_run_is_recorded_and_the_sweep_completes(tmp_path):
     # A = 50 I with Euler, h = 0.1: each layer multiplies the state by 6, 6^10 ≈ 6e7 > 1e6.
-    path = _write(tmp_path, 'name = "mixed"\n[data]\nname = "moons"\n[sweep.zip]\n"model.field" = ["mlp", "linear"]\n"model.scale" = [1.0, -50.0]\n')
+    path = _write(tmp_path, 'name = "mixed"\n[data]\nname = "moons"\n[analysis]\nio_jacobian = false\n[sweep.zip]\n"model.field" = ["mlp", "linear"]\n"model.scale" = [1.0, -50.0]\n')
     summaries = run_experiment(path, overrides=TINY, out=tmp_path / "runs", progress=False)
     statuses = sorted(summary["status"] for summary in summaries)
     assert statuses == ["completed", "diverged"]
@@ -95,6 +95,8 @@ def test_divergent_run_is_recorded_and_the_sweep_completes(tmp_path):
         assert {p.name for p in directory.iterdir()} >= {"config.json", "env.json", "metrics.jsonl", "summary.json", "ckpt"}
     completed = next(summary for summary in summaries if summary["status"] == "completed")
     assert 0 <= completed["stability"]["fraction_outside"] <= 1
+    # [analysis] io_jacobian = false leaves out the input-output Jacobian and its exponents.
+    assert completed["stability"]["top_lyapunov"] is None and completed["stability"]["gradient_regime"] is not None
     # Re-submitting skips finished runs.
     again = run_experiment(path, overrides=TINY, out=tmp_path / "runs", progress=False)
     assert all(summary.get("skipped") for summary in again)

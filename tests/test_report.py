@@ -74,3 +74,14 @@ def test_report_figure_has_its_four_panels(report, tmp_path):
     fig.savefig(tmp_path / "report.png")
     assert (tmp_path / "report.png").stat().st_size > 10_000
     plt.close(fig)
+
+
+def test_analyses_can_be_left_out():
+    net = dp.SolverNet(dp.fields.Linear(A), solver="euler", t1=1.0, num_steps=10)
+    report = stability_report(net, XS, TARGETS, _inner_product_loss, gradients=False, io_jacobian=False)
+    assert report.gradients is None and report.io is None
+    values = report.to_dict()
+    assert values["top_lyapunov"] is None and values["io_largest_singular_value"] is None
+    assert values["fraction_outside"] == pytest.approx(1 / 3, abs=1e-15)
+    assert "not computed" in report.summary()
+    plt.close(deepest.plot.stability_report(report))

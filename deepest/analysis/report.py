@@ -22,16 +22,17 @@ class StabilityReport:
 
     Fields:
         spectrum: h·λ of ∂f/∂y along every layer (`jacobian_spectrum`).
-        gradients: ‖∂L/∂y_k‖ per layer (`gradient_norms`); None for two-step solvers.
+        gradients: ‖∂L/∂y_k‖ per layer (`gradient_norms`); None if not asked for, or for
+            two-step solvers.
         io: singular values of ∂y_L/∂y_0 (`io_jacobian_singular_values`), whence the
-            finite-time Lyapunov exponents (1/T) ln σ_i of each sample.
+            finite-time Lyapunov exponents (1/T) ln σ_i of each sample; None if not asked for.
         regime_factor: the gradient change across depth beyond which the profile counts as
             vanishing or exploding (`GradientNorms.regime`).
     """
 
     spectrum: JacobianSpectrum
     gradients: GradientNorms | None
-    io: InputOutputSpectrum
+    io: InputOutputSpectrum | None
     regime_factor: float = 10.0
 
     @property
@@ -62,10 +63,10 @@ class StabilityReport:
         return None if self.gradients is None else self.gradients.regime(self.regime_factor)
 
     @property
-    def top_lyapunov(self) -> float:
+    def top_lyapunov(self) -> float | None:
         """Mean over samples of the top finite-time Lyapunov exponent (1/T) ln σ_max(∂y_L/∂y_0),
         per unit depth: the rate at which the net stretches its worst input perturbation."""
-        return float(np.mean(np.asarray(self.io.lyapunov_exponents)[:, 0]))
+        return None if self.io is None else float(np.mean(np.asarray(self.io.lyapunov_exponents)[:, 0]))
 
     def to_dict(self) -> dict:
         """Headline numbers as plain Python values for JSON; NaN and ±inf become None."""
@@ -85,8 +86,8 @@ class StabilityReport:
             "gradient_slope": None if self.gradients is None else float(self.gradients.slope),
             "gradient_regime": self.gradient_regime,
             "gradient_profile": None if self.gradients is None else np.exp(np.asarray(self.gradients.log_profile)).tolist(),
-            "io_largest_singular_value": float(np.median(self.io.largest)),
-            "io_smallest_singular_value": float(np.median(self.io.smallest)),
+            "io_largest_singular_value": None if self.io is None else float(np.median(self.io.largest)),
+            "io_smallest_singular_value": None if self.io is None else float(np.median(self.io.smallest)),
             "top_lyapunov": self.top_lyapunov,
         }
 
@@ -101,29 +102,45 @@ class StabilityReport:
             f"   max log-norm μ₂: {self.max_log_norm:.4f}",
         ]
         if self.gradients is None:
-            lines.append("  gradients: not computed (two-step solver: no one-step layer map)")
+            lines.append("  gradients: not computed (not asked for, or a two-step solver: no one-step layer map)")
         else:
             lines.append(
                 f"  gradients: {self.gradient_regime} (slope of log‖∂L/∂y_k‖: {values['gradient_slope']:+.4f} per layer)"
             )
-        lines.append(f"  top finite-time Lyapunov exponent (1/T) ln σ_max: {self.top_lyapunov:+.4f} per unit depth")
-        lines.append(
-            f"  input–output singular values (median over samples): "
-            f"σ_max {values['io_largest_singular_value']:.4g}, σ_min {values['io_smallest_singular_value']:.4g}"
-        )
+        if self.io is None:
+            lines.append("  input–output Jacobian, Lyapunov exponents: not computed")
+        else:
+            lines.append(f"  top finite-time Lyapunov exponent (1/T) ln σ_max: {self.top_lyapunov:+.4f} per unit depth")
+            lines.append(
+                f"  input–output singular values (median over samples): "
+                f"σ_max {values['io_largest_singular_value']:.4g}, σ_min {values['io_smallest_singular_value']:.4g}"
+            )
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.summary()
 
 
-def stability_report(net: SolverNet, xs, targets, loss_fn, *, regime_factor: float = 10.0, key=None) -> StabilityReport:
+def stability_report(
+    net: SolverNet,
+    xs,
+    targets,
+    loss_fn,
+    *,
+    gradients: bool = True,
+    io_jacobian: bool = True,
+    regime_factor: float = 10.0,
+    key=None,
+) -> StabilityReport:
     """Run the stability analyses of `net` on a batch and collect them.
 
     Args:
         net: a fixed-step SolverNet.
         xs, targets: a batch of inputs and their targets.
         loss_fn: loss_fn(output, target) → scalar for one sample.
+        gradients: compute the gradient-norm profile (one-step solvers only).
+        io_jacobian: compute the input–output singular values and finite-time Lyapunov
+            exponents. The Jacobian spectrum against the region is always computed.
         regime_factor: see `GradientNorms.regime`.
         key: start vectors of the matrix-free estimates (large states only).
 
@@ -134,8 +151,8 @@ def stability_report(net: SolverNet, xs, targets, loss_fn, *, regime_factor: flo
     one_step = net.solver not in MULTISTEP
     return StabilityReport(
         spectrum=jacobian_spectrum(net, xs, key=key),
-        gradients=gradient_norms(net, loss_fn, xs, targets) if one_step else None,
-        io=io_jacobian_singular_values(net, xs, key=key),
+        gradients=gradient_norms(net, loss_fn, xs, targets) if gradients and one_step else None,
+        io=io_jacobian_singular_values(net, xs, key=key) if io_jacobian else None,
         regime_factor=regime_factor,
     )
 

@@ -135,7 +135,9 @@ class EvaluationConfig:
 class AnalysisConfig:
     """The stability report on a subset of the test split."""
 
-    report: bool = True
+    report: bool = True  # the Jacobian spectrum against the solver's region, always in a report
+    gradients: bool = True  # the per-layer gradient-norm profile and its regime
+    io_jacobian: bool = True  # input–output singular values and finite-time Lyapunov exponents
     num_samples: int = 64
     figures: bool = True
 

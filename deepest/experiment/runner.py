@@ -116,7 +116,14 @@ def _final_metrics(records: list[dict]) -> dict:
 def _stability(config, model, dataset, directory: pathlib.Path) -> dict:
     count = min(config.analysis.num_samples, len(dataset.x_test))
     xs, targets = np.asarray(dataset.x_test[:count]), np.asarray(dataset.y_test[:count])
-    report = stability_report(model, xs, targets, train.loss_fn_for(dataset.task))
+    report = stability_report(
+        model,
+        xs,
+        targets,
+        train.loss_fn_for(dataset.task),
+        gradients=config.analysis.gradients,
+        io_jacobian=config.analysis.io_jacobian,
+    )
     if config.analysis.figures:
         _save_report_figure(report, directory / "figures" / "stability_report.png")
     return report.to_dict()
