@@ -12,6 +12,7 @@ scikit-learn's `datasets` for circles, moons, swiss roll and digits.
 
 import dataclasses
 import difflib
+import random
 
 import numpy as np
 
@@ -97,6 +98,8 @@ def make(
     if num_samples is not None and num_samples < len(order):
         order = order[:num_samples]
     split = len(order) - max(1, int(round(test_fraction * len(order))))
+    if split < 2:
+        raise ValueError(f"{len(order)} samples with test_fraction={test_fraction} leave {split} for training; need at least 2.")
     train, test = order[:split], order[split:]
     x_train, x_test = inputs[train].astype(np.float32), inputs[test].astype(np.float32)
     if standardise:
@@ -161,12 +164,13 @@ def _mnist1d(size, noise, seed):
     arguments = get_dataset_args()
     arguments.num_samples = size
     arguments.seed = seed
-    # make_dataset seeds NumPy's global generator; leave it as it was.
-    state = np.random.get_state()
+    # make_dataset seeds NumPy's and Python's global generators; leave both as they were.
+    numpy_state, python_state = np.random.get_state(), random.getstate()
     try:
         generated = make_dataset(arguments)
     finally:
-        np.random.set_state(state)
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
     inputs = np.concatenate([generated["x"], generated["x_test"]])
     labels = np.concatenate([generated["y"], generated["y_test"]])
     return inputs, labels, 10

@@ -67,7 +67,9 @@ def _forward(model: SolverNet, xs, targets, task: str):
     final = solution.ys[:, -1]
     outputs = final if model.readout is None else jax.vmap(model.readout)(final)
     loss = jnp.mean(jax.vmap(loss_fn_for(task))(outputs, targets))
+    # argmax of NaN outputs is class 0: a diverged net gets no accuracy, not a lucky one.
     accuracy = jnp.mean(jnp.argmax(outputs, axis=-1) == targets) if task == "classification" else jnp.nan
+    accuracy = jnp.where(jnp.all(jnp.isfinite(outputs)), accuracy, jnp.nan)
     diagnostics = {
         "accuracy": accuracy,
         "max_state_norm": jnp.max(jnp.linalg.norm(final, axis=-1)),
@@ -87,7 +89,8 @@ class TrainingResult:
         steps: training steps completed (counting from 0, including a resumed prefix).
         status: "completed" or "diverged".
         diverged_at: the step whose update was refused, or None.
-        reason: why it diverged ("loss is nan", "state norm 3.2e+07 > 1e+06", "solver failed").
+        reason: why it diverged ("loss is nan", "state norm 3.2e+07 > 1e+06", "solver failed
+            on 3 samples", "non-finite gradient or parameter update").
         history: the metric records (dicts) written every `log_every` steps and at the end.
     """
 
@@ -112,7 +115,9 @@ def make_step(optimiser: optax.GradientTransformation, task: str):
         (loss, diagnostics), grads = eqx.filter_value_and_grad(_forward, has_aux=True)(model, xs, targets, task)
         updates, new_state = optimiser.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
         new_model = eqx.apply_updates(model, updates)
-        return new_model, new_state, {"loss": loss, "gradient_norm": optax.tree.norm(grads), **diagnostics}
+        finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(eqx.filter(new_model, eqx.is_inexact_array))]))
+        metrics = {"loss": loss, "gradient_norm": optax.tree.norm(grads), "finite_update": finite, **diagnostics}
+        return new_model, new_state, metrics
 
     return step
 
@@ -140,6 +145,8 @@ def _divergence(metrics: dict, max_state_norm: float) -> str | None:
         return f"state norm {metrics['max_state_norm']:.3g} > {max_state_norm:.3g}"
     if metrics["solver_failures"] > 0:
         return f"solver failed on {int(metrics['solver_failures'])} samples"
+    if not np.isfinite(metrics["gradient_norm"]) or not metrics["finite_update"]:
+        return "non-finite gradient or parameter update"
     return None
 
 
@@ -211,7 +218,8 @@ def fit(
         reason = _divergence(metrics, max_state_norm)
         if reason is not None:
             status, diverged_at = "diverged", step
-            record(step, metrics)
+            # The refused step's metrics, marked: a record at this step may already exist.
+            record(step, {**metrics, "diverged": 1.0})
             break
         model, state, step = new_model, new_state, step + 1
         bar.update(1)

@@ -1,5 +1,7 @@
 """Datasets: shapes, seeding, standardisation, disjoint splits and clear errors."""
 
+import random
+
 import numpy as np
 import pytest
 
@@ -36,11 +38,15 @@ def test_every_dataset_is_seeded_split_and_standardised(name):
         assert set(np.unique(np.concatenate([first.y_train, first.y_test]))) <= set(range(first.num_classes))
 
 
-def test_mnist1d_leaves_numpy_global_random_state_alone():
+def test_mnist1d_leaves_the_global_random_states_alone():
     np.random.seed(123)
-    expected = np.random.get_state()[1].copy()
+    random.seed(456)
+    numpy_before, python_before = np.random.get_state(), random.getstate()
     data.make("mnist1d", num_samples=50, seed=0)
-    np.testing.assert_array_equal(np.random.get_state()[1], expected)
+    numpy_after = np.random.get_state()
+    assert numpy_after[0] == numpy_before[0] and numpy_after[2:] == numpy_before[2:]
+    np.testing.assert_array_equal(numpy_after[1], numpy_before[1])
+    assert random.getstate() == python_before
 
 
 def test_bad_arguments_name_what_is_allowed():

@@ -30,7 +30,7 @@ def _write(tmp_path, text, name="exp.toml"):
 
 def test_unknown_key_names_the_closest_valid_one(tmp_path):
     path = _write(tmp_path, "[training]\nlearning_rat = 0.1\n")
-    with pytest.raises(ConfigError, match=r"Unknown key 'training.learning_rat'. Did you mean training.'learning_rate'"):
+    with pytest.raises(ConfigError, match=r"Unknown key 'training.learning_rat'. Did you mean 'training.learning_rate'"):
         config.load(path)
     with pytest.raises(ConfigError, match="Unknown key 'trainng'. Did you mean 'training'"):
         config.from_dict({"trainng": {}})
@@ -71,6 +71,25 @@ def test_sweep_expands_the_grid_product_times_the_zip():
         sweep.expand({}, {"zip": {"a.b": [1, 2], "c.d": [1]}})
 
 
+def test_more_bad_configs_are_refused_before_running(tmp_path):
+    for table, message in [
+        ({"training": {"learning_rate": float("inf")}}, "a finite number"),
+        ({"training": {"warmup_steps": 400}}, r"in \[0, num_steps = 400\)"),
+        ({"name": "../up"}, "names a directory"),
+        ({"discretisation": {"solver": "semi_implicit_euler"}}, "not separable"),
+        ({"evaluation": {"solvers": ["rk4"]}}, "both given"),
+        ({"data": {"seed": -1}}, r"\[0, 4294967296\)"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            config.from_dict(table)
+    path = _write(tmp_path, '[sweep.grid]\n"training.seed" = [0, 1]\n')
+    with pytest.raises(ConfigError, match="drop the sweep"):
+        config.load(path, ["training.seed=3"])
+    with pytest.raises(ConfigError, match="No experiment file"):
+        config.load(tmp_path / "missing.toml")
+    assert cli.main(["run", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "runs")]) == 2
+
+
 def test_invalid_config_writes_nothing(tmp_path):
     path = _write(tmp_path, 'name = "bad"\n[sweep.grid]\n"discretisation.solver" = ["euler", "nope"]\n')
     with pytest.raises(ConfigError, match="nope"):
@@ -104,37 +123,39 @@ def test_divergent_run_is_recorded_and_the_sweep_completes(tmp_path):
 
 def test_interrupted_run_resumes_to_the_same_final_metrics(tmp_path, monkeypatch):
     path = _write(tmp_path, 'name = "resume"\n[data]\nname = "moons"\n[analysis]\nreport = false\n')
-    overrides = [*TINY, "training.num_steps=9"]
+    overrides = [*TINY, "training.num_steps=9", "training.log_every=1", "training.checkpoint_every=3"]
     straight = run_experiment(path, overrides=overrides, out=tmp_path / "straight", progress=False)[0]
 
-    save = rundir.save_checkpoint
+    append = rundir.append_metrics
 
-    def save_then_die(directory, step, model, state):
-        save(directory, step, model, state)
-        if step == 6:
-            raise KeyboardInterrupt  # the machine goes away after the second checkpoint
+    def append_then_die(file, record):
+        append(file, record)
+        if record["step"] == 7:
+            raise KeyboardInterrupt  # the machine goes away one record after the step-6 checkpoint
 
-    monkeypatch.setattr(rundir, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(rundir, "append_metrics", append_then_die)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(path, overrides=overrides, out=tmp_path / "resumed", progress=False)
     directory = tmp_path / "resumed" / "resume" / straight["run_id"]
     assert not (directory / "summary.json").exists()
-    assert json.loads((directory / "ckpt" / "latest.json").read_text()) == {"step": 6}
-    monkeypatch.setattr(rundir, "save_checkpoint", save)
+    with open(directory / "metrics.jsonl", "a") as file:
+        file.write('{"step": 8, "lo')  # and a line cut short, for good measure
+    monkeypatch.setattr(rundir, "append_metrics", append)
     resumed = run_experiment(path, overrides=overrides, out=tmp_path / "resumed", progress=False)[0]
     assert resumed["final"] == straight["final"]
+    # Records after the checkpoint (7 and the broken line) are dropped and written again.
     steps = [json.loads(line)["step"] for line in (directory / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [3, 6, 9]
+    assert steps == list(range(1, 10))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(path.stem for path in EXPERIMENTS.glob("*.toml")))
 def test_every_shipped_experiment_runs_small_through_the_cli(name, tmp_path, capsys):
     # Every run of the full sweep validates; the first run of it then runs at a tiny size.
-    _, configs = config.load(EXPERIMENTS / f"{name}.toml")
+    configs = config.load(EXPERIMENTS / f"{name}.toml")
     first = config.to_dict(configs[0])["discretisation"]
     pinned = [f"discretisation.{key}={value!r}".replace("'", '"') for key, value in first.items()]
-    overrides = [*TINY, *pinned, "sweep={}"]
+    overrides = ["sweep={}", *TINY, *pinned]
     assert cli.main(["run", str(EXPERIMENTS / f"{name}.toml"), "--out", str(tmp_path), *sum((["--set", o] for o in overrides), [])]) == 0
     printed = capsys.readouterr().out
     assert "completed" in printed and "Runs, metrics and figures" in printed

@@ -73,11 +73,25 @@ def test_exploding_net_is_recorded_as_diverged_not_raised():
     assert result.history[-1]["step"] == 0
 
 
-def test_nan_loss_stops_training_and_keeps_the_last_good_model():
+def test_blown_up_training_stops_and_keeps_the_last_good_model():
     result = train.fit(_net(), MOONS, train.optimiser("sgd", 1e8), num_steps=50, batch_size=16, key=KEY)
     assert result.status == "diverged" and 0 < result.diverged_at < 50
     assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in _parameters(result.model))
     assert result.steps == result.diverged_at
+    assert result.history[-1]["diverged"] == 1.0
+
+
+def test_nan_loss_non_finite_update_and_solver_failure_each_diverge_with_their_reason():
+    nan_targets = dp.data.Dataset("nan", MOONS.x_train, np.full(MOONS.y_train.shape + (1,), np.nan, np.float32), MOONS.x_test, MOONS.y_test[:, None].astype(np.float32), None)
+    plain = dp.SolverNet(dp.fields.Linear(-jnp.eye(2)), solver="euler", num_steps=3, readout=eqx.nn.Linear(2, 1, key=KEY))
+    result = train.fit(plain, nan_targets, train.optimiser("sgd", 1e-3), num_steps=3, batch_size=8, key=KEY)
+    assert (result.status, result.diverged_at, result.reason) == ("diverged", 0, "loss is nan")
+    result = train.fit(_net(), MOONS, train.optimiser("sgd", float("inf")), num_steps=3, batch_size=8, key=KEY)
+    assert (result.diverged_at, result.reason) == (0, "non-finite gradient or parameter update")
+    # Adaptive Tsit5 with a budget of 2 steps cannot reach t1 at rtol 1e-8.
+    starved = _net().with_solver("tsit5", num_steps=None, rtol=1e-8, atol=1e-8, max_steps=2)
+    result = train.fit(starved, MOONS, train.optimiser("adam", 1e-3), num_steps=3, batch_size=8, key=KEY)
+    assert result.diverged_at == 0 and result.reason.startswith("solver failed on 8 samples")
 
 
 def test_minibatches_cover_an_epoch_once():

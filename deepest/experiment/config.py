@@ -13,16 +13,20 @@ the value and what is allowed.
 
 import dataclasses
 import difflib
+import math
+import re
 import tomllib
 import typing
 
 from ..data import DATASETS
 from ..fields import ACTIVATIONS
 from ..network import ADJOINTS
-from ..solvers import SOLVERS, supports_adaptive
+from ..solvers import PARTITIONED, SOLVERS, supports_adaptive
 from ..train import OPTIMISERS, SCHEDULES
 
 FIELDS = ("mlp", "linear")
+# Seeds go to NumPy, scikit-learn and jax.random.PRNGKey, which all take [0, 2³²).
+_SEEDS = f"an integer in [0, {2**32})"
 
 
 class ConfigError(ValueError):
@@ -48,6 +52,9 @@ class DataConfig:
         _require(self.name in DATASETS, "data.name", self.name, f"one of {', '.join(DATASETS)}")
         _require(self.num_samples == 0 or self.num_samples >= 4, "data.num_samples", self.num_samples, "0 (default) or ≥ 4")
         _require(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "a number in (0, 1)")
+        _require(0 <= self.seed < 2**32, "data.seed", self.seed, _SEEDS)
+        if self.name == "mnist1d":
+            _require(self.num_samples == 0 or self.num_samples >= 10, "data.num_samples", self.num_samples, "for mnist1d, 0 (default) or ≥ 10 (one per class)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +77,7 @@ class ModelConfig:
         _require(self.depth >= 0, "model.depth", self.depth, "a non-negative integer")
         _require(self.activation in ACTIVATIONS, "model.activation", self.activation, f"one of {', '.join(ACTIVATIONS)}")
         _require(self.augment >= 0, "model.augment", self.augment, "a non-negative integer")
+        _require(0 <= self.seed < 2**32, "model.seed", self.seed, _SEEDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +98,9 @@ class DiscretisationConfig:
             adaptive = [name for name in SOLVERS if supports_adaptive(name)]
             _require(self.solver in adaptive, "discretisation.solver", self.solver, f"with num_steps = 0 (adaptive), one of {', '.join(adaptive)}")
         _require(self.t1 > 0, "discretisation.t1", self.t1, "a positive number")
+        _require(self.rtol > 0 and self.atol > 0, "discretisation.rtol/atol", (self.rtol, self.atol), "positive numbers")
+        # The config's fields (mlp, linear) are not partitioned q' = f(p), p' = g(q) systems.
+        _require(self.solver not in PARTITIONED, "discretisation.solver", self.solver, "not a partitioned solver: the config's fields are not separable")
         _require(self.adjoint in ADJOINTS, "discretisation.adjoint", self.adjoint, f"one of {', '.join(ADJOINTS)}")
 
 
@@ -115,6 +126,8 @@ class TrainingConfig:
         for name in ("num_steps", "batch_size", "log_every", "checkpoint_every"):
             _require(getattr(self, name) >= 1, f"training.{name}", getattr(self, name), "a positive integer")
         _require(self.max_state_norm > 0, "training.max_state_norm", self.max_state_norm, "a positive number")
+        _require(0 <= self.warmup_steps < self.num_steps, "training.warmup_steps", self.warmup_steps, f"an integer in [0, num_steps = {self.num_steps})")
+        _require(0 <= self.seed < 2**32, "training.seed", self.seed, _SEEDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +142,7 @@ class EvaluationConfig:
             _require(solver in SOLVERS, "evaluation.solvers", solver, f"each one of {', '.join(SOLVERS)}")
         for count in self.num_steps:
             _require(count >= 0, "evaluation.num_steps", count, "non-negative integers (0: adaptive)")
+        _require(bool(self.solvers) == bool(self.num_steps), "evaluation", {"solvers": self.solvers, "num_steps": self.num_steps}, "solvers and num_steps both given (their product is evaluated) or both empty")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +163,11 @@ class AnalysisConfig:
 class ExperimentConfig:
     """A whole experiment: one run (a sweep expands into many of these)."""
 
-    name: str = "experiment"
+    name: str = "experiment"  # the runs go to <out>/<name>/
     description: str = ""
+
+    def __post_init__(self):
+        _require(re.fullmatch(r"[A-Za-z0-9_\-]+", self.name) is not None, "name", self.name, "letters, digits, _ and - only (it names a directory)")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     discretisation: DiscretisationConfig = DiscretisationConfig()
@@ -167,6 +184,8 @@ def _check_type(key: str, value, annotation):
         return tuple(_check_type(key, item, item_type) for item in value)
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} = {value!r} is not allowed: a finite number.")
     if annotation is int and isinstance(value, bool) or not isinstance(value, annotation):
         raise ConfigError(f"{key} = {value!r} is not allowed: expected {annotation.__name__}, got {type(value).__name__}.")
     return value
@@ -180,7 +199,7 @@ def _build(cls, table: dict, prefix: str):
         path = f"{prefix}{key}"
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f" Did you mean {prefix}{close[0]!r}?" if close else ""
+            hint = f" Did you mean {prefix + close[0]!r}?" if close else ""
             raise ConfigError(f"Unknown key {path!r}.{hint} Valid keys here: {', '.join(fields)}.")
         annotation = hints[key]
         if dataclasses.is_dataclass(annotation):
@@ -211,30 +230,36 @@ def parse_override(assignment: str) -> tuple[str, object]:
 
 def set_dotted(table: dict, key: str, value) -> dict:
     """A copy of the nested dict with `key` ('section.name') set to `value`."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"Cannot set {key!r} inside {table!r}, which is not a table.")
     head, _, rest = key.partition(".")
     updated = dict(table)
     updated[head] = set_dotted(table.get(head, {}), rest, value) if rest else value
     return updated
 
 
-def load(path, overrides=()) -> tuple[dict, list[ExperimentConfig]]:
+def load(path, overrides=()) -> list[ExperimentConfig]:
     """Read a TOML experiment, apply `--set` overrides, expand its sweep and validate every run.
 
-    Returns the raw table (for the record) and the validated configs, one per run. Raises
-    ConfigError (naming file and key) before anything is written.
+    Returns the validated configs, one per run. Raises ConfigError (naming file and key)
+    before anything is written.
     """
-    from .sweep import expand
+    from .sweep import expand, swept_keys
 
-    with open(path, "rb") as file:
-        try:
+    try:
+        with open(path, "rb") as file:
             table = tomllib.load(file)
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{path} is not valid TOML: {error}.") from error
+    except FileNotFoundError as error:
+        raise ConfigError(f"No experiment file {str(path)!r}.") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}.") from error
     for assignment in overrides:
         key, value = parse_override(assignment)
+        if key in swept_keys(table.get("sweep", {})):
+            raise ConfigError(f"--set {key} would be overridden by the [sweep], which varies {key!r}; drop the sweep with --set 'sweep={{}}' first.")
         table = set_dotted(table, key, value)
     sweep = table.pop("sweep", {})
-    return table, [from_dict(variant) for variant in expand(table, sweep)]
+    return [from_dict(variant) for variant in expand(table, sweep)]
 
 
 def to_dict(config: ExperimentConfig) -> dict:

@@ -2,7 +2,7 @@
 
     config.json    the resolved config            metrics.jsonl  one record per log interval
     env.json       versions and platform          summary.json   status and results; written last
-    ckpt/          latest.eqx + latest.json (step) figures/      report figures
+    ckpt/          latest.eqx (step, model, state)  figures/  report figures
 
 Every file is written to a temporary name and renamed into place, so an interrupted run never
 leaves a half-written file; a summary.json means the run finished (completed or diverged).
@@ -12,6 +12,7 @@ a re-submitted sweep skips its finished runs and resumes its interrupted ones.
 
 import hashlib
 import json
+import math
 import os
 import pathlib
 import platform
@@ -19,6 +20,7 @@ import tempfile
 from importlib import metadata
 
 import equinox as eqx
+import numpy as np
 
 
 def run_id(resolved: dict) -> str:
@@ -31,6 +33,7 @@ def write_atomic(path: pathlib.Path, write) -> None:
     """Call write(file) on a temporary file beside `path`, then rename it to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide run files from a shared group
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
@@ -51,7 +54,7 @@ def read_json(path: pathlib.Path):
 def environment() -> dict:
     """Library versions and platform, for env.json."""
     versions = {}
-    for package in ("deepest", "jax", "jaxlib", "diffrax", "equinox", "optax", "numpy"):
+    for package in ("deepest", "jax", "jaxlib", "diffrax", "equinox", "optax", "numpy", "scikit-learn", "mnist1d"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -60,9 +63,10 @@ def environment() -> dict:
 
 
 def save_checkpoint(directory: pathlib.Path, step: int, model, optimiser_state) -> None:
-    """ckpt/latest.eqx (model and optimiser state, equinox serialisation) and ckpt/latest.json."""
-    write_atomic(directory / "ckpt" / "latest.eqx", lambda file: eqx.tree_serialise_leaves(file, (model, optimiser_state)))
-    write_json(directory / "ckpt" / "latest.json", {"step": step})
+    """ckpt/latest.eqx: the step, model and optimiser state in one file (equinox serialisation),
+    so a kill can never pair one step's model with another step's counter."""
+    leaves = (np.asarray(step, dtype=np.int64), model, optimiser_state)
+    write_atomic(directory / "ckpt" / "latest.eqx", lambda file: eqx.tree_serialise_leaves(file, leaves))
 
 
 def load_checkpoint(directory: pathlib.Path, model, optimiser_state):
@@ -70,13 +74,12 @@ def load_checkpoint(directory: pathlib.Path, model, optimiser_state):
 
     `model` and `optimiser_state` are templates of the right structure (a fresh run's).
     """
-    marker = directory / "ckpt" / "latest.json"
-    if not marker.exists():
+    path = directory / "ckpt" / "latest.eqx"
+    if not path.exists():
         return None
-    step = read_json(marker)["step"]
-    with open(directory / "ckpt" / "latest.eqx", "rb") as file:
-        model, optimiser_state = eqx.tree_deserialise_leaves(file, (model, optimiser_state))
-    return step, model, optimiser_state
+    with open(path, "rb") as file:
+        step, model, optimiser_state = eqx.tree_deserialise_leaves(file, (np.asarray(0, dtype=np.int64), model, optimiser_state))
+    return int(step), model, optimiser_state
 
 
 def metrics_up_to(path: pathlib.Path, step: int) -> list[dict]:
@@ -92,5 +95,16 @@ def metrics_up_to(path: pathlib.Path, step: int) -> list[dict]:
     return [record for record in records if record["step"] <= step]
 
 
+def _json_safe(record: dict) -> dict:
+    """NaN and ±inf (not valid JSON) become null."""
+    return {key: None if isinstance(value, float) and not math.isfinite(value) else value for key, value in record.items()}
+
+
 def write_metrics(path: pathlib.Path, records: list[dict]) -> None:
-    write_atomic(path, lambda file: file.write("".join(json.dumps(record) + "\n" for record in records).encode()))
+    write_atomic(path, lambda file: file.write("".join(json.dumps(_json_safe(record)) + "\n" for record in records).encode()))
+
+
+def append_metrics(path: pathlib.Path, record: dict) -> None:
+    """One line per record; a line cut short by a kill is skipped when read back."""
+    with open(path, "a") as file:
+        file.write(json.dumps(_json_safe(record)) + "\n")

@@ -6,7 +6,6 @@ with the step and reason); a sweep goes on with its other runs.
 """
 
 import concurrent.futures
-import json
 import math
 import multiprocessing
 import pathlib
@@ -22,11 +21,6 @@ from ..solvers import PARTITIONED, supports_adaptive
 from . import build, config as config_module, rundir
 
 
-def _append_line(path: pathlib.Path, record: dict) -> None:
-    with open(path, "a") as file:
-        file.write(json.dumps(record) + "\n")
-
-
 def _evaluate(net, dataset, solver: str, num_steps: int) -> dict:
     """Test loss and accuracy of the trained field under another discretisation."""
     entry = {"solver": solver, "num_steps": num_steps}
@@ -34,6 +28,9 @@ def _evaluate(net, dataset, solver: str, num_steps: int) -> dict:
         return {**entry, "test_loss": None, "test_accuracy": None, "note": "not applicable to this field/solver"}
     variant = net.with_solver(solver, num_steps=num_steps or None, throw=False)
     loss, diagnostics = train.make_evaluate(dataset.task)(variant, dataset.x_test, dataset.y_test)
+    failures = int(diagnostics["solver_failures"])
+    if failures:
+        return {**entry, "test_loss": None, "test_accuracy": None, "note": f"solver failed on {failures} of {len(dataset.x_test)} samples"}
     return {**entry, "test_loss": _finite(loss), "test_accuracy": _finite(diagnostics["accuracy"])}
 
 
@@ -50,12 +47,13 @@ def run_one(config: config_module.ExperimentConfig, root, *, progress: bool | No
     if summary_path.exists():
         return {**rundir.read_json(summary_path), "skipped": True}
     started = time.perf_counter()
-    rundir.write_json(directory / "config.json", resolved)
-    rundir.write_json(directory / "env.json", rundir.environment())
+    # Everything that can refuse the config is built before the first file is written.
     dataset = build.dataset(config)
     net = build.network(config, dataset)
     optimiser = build.optimiser(config)
     state = optimiser.init(eqx.filter(net, eqx.is_inexact_array))
+    rundir.write_json(directory / "config.json", resolved)
+    rundir.write_json(directory / "env.json", rundir.environment())
     start_step, records = 0, []
     checkpoint = rundir.load_checkpoint(directory, net, state)
     if checkpoint is not None:
@@ -74,7 +72,7 @@ def run_one(config: config_module.ExperimentConfig, root, *, progress: bool | No
         max_state_norm=spec.max_state_norm,
         start_step=start_step,
         optimiser_state=state,
-        on_record=lambda record: _append_line(directory / "metrics.jsonl", record),
+        on_record=lambda record: rundir.append_metrics(directory / "metrics.jsonl", record),
         checkpoint_every=spec.checkpoint_every,
         on_checkpoint=lambda step, model, opt_state: rundir.save_checkpoint(directory, step, model, opt_state),
         progress=progress,
@@ -155,7 +153,10 @@ def run_experiment(path, *, overrides=(), out="runs", jobs: int = 1, progress: b
     Runs go to <out>/<experiment name>/<run_id>/. With jobs > 1 they run in a `spawn`
     process pool (JAX and fork do not mix).
     """
-    _, configs = config_module.load(path, overrides)
+    configs = config_module.load(path, overrides)
+    # A sweep listing a value twice gives the same run twice: run it once.
+    unique = {rundir.run_id(config_module.to_dict(config)): config for config in configs}
+    configs = list(unique.values())
     root = pathlib.Path(out) / configs[0].name
     if jobs <= 1 or len(configs) == 1:
         return [run_one(config, root, progress=progress) for config in configs]

@@ -17,6 +17,11 @@ from .config import ConfigError, set_dotted
 
 def expand(table: dict, sweep: dict) -> list[dict]:
     """The run tables of an experiment table and its sweep table (one run if no sweep)."""
+    if not isinstance(sweep, dict) or not all(isinstance(sweep.get(kind, {}), dict) for kind in ("grid", "zip")):
+        raise ConfigError(f"[sweep] must be a table with [sweep.grid] and/or [sweep.zip] tables, got {sweep!r}.")
+    repeated = set(sweep.get("grid", {})) & set(sweep.get("zip", {}))
+    if repeated:
+        raise ConfigError(f"Keys {sorted(repeated)} are in both [sweep.grid] and [sweep.zip]; sweep each key once.")
     unknown = set(sweep) - {"grid", "zip"}
     if unknown:
         raise ConfigError(f"Unknown sweep table(s) {sorted(unknown)}: a [sweep] has [sweep.grid] and [sweep.zip].")
@@ -39,6 +44,8 @@ def expand(table: dict, sweep: dict) -> list[dict]:
     return runs
 
 
-def swept_keys(sweep: dict) -> list[str]:
-    """The dotted keys a sweep varies, in order (the columns of a results table)."""
-    return [*sweep.get("grid", {}), *sweep.get("zip", {})]
+def swept_keys(sweep) -> list[str]:
+    """The dotted keys a sweep varies (none if `sweep` is not a table)."""
+    if not isinstance(sweep, dict):
+        return []
+    return [key for kind in ("grid", "zip") if isinstance(sweep.get(kind), dict) for key in sweep[kind]]
