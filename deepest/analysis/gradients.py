@@ -198,13 +198,8 @@ def io_jacobian_singular_values(
     key = jax.random.PRNGKey(0) if key is None else key
 
     def largest(y0):
-        def matvec(v):
-            return jax.jvp(flow, (y0,), (v,))[1]
-
-        def rmatvec(u):
-            return jax.vjp(flow, y0)[1](u)[0]
-
+        matvec, rmatvec = krylov.jacobian_products(flow, y0)
         top = krylov.top_singular_values(matvec, rmatvec, y0.shape[-1], num_values=num_values, dtype=y0.dtype, key=key)
-        return jnp.where(top.converged, top.values, jnp.nan)
+        return top.values_or_nan
 
     return InputOutputSpectrum(singular_values=jax.vmap(largest)(initial_states), time=time, method=method)

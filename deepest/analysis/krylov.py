@@ -140,6 +140,11 @@ class KrylovEigenvalues(eqx.Module):
     converged: Bool[Array, ""]
     num_matvecs: Int[Array, ""]
 
+    @property
+    def eigenvalues_or_nan(self) -> Complex[Array, " num_eigenvalues"]:
+        """`eigenvalues`, or NaN if the iteration stopped before converging."""
+        return jnp.where(self.converged, self.eigenvalues, jnp.nan)
+
 
 class KrylovSingularValues(eqx.Module):
     """Largest singular values from restarted Golub–Kahan–Lanczos bidiagonalisation.
@@ -157,6 +162,11 @@ class KrylovSingularValues(eqx.Module):
     residuals: Float[Array, " num_values"]
     converged: Bool[Array, ""]
     num_matvecs: Int[Array, ""]
+
+    @property
+    def values_or_nan(self) -> Float[Array, " num_values"]:
+        """`values`, or NaN if the iteration stopped before converging."""
+        return jnp.where(self.converged, self.values, jnp.nan)
 
 
 def _ritz(H, which: str):
@@ -428,7 +438,7 @@ def spectral_radius(matvec, dim: int, **kwargs) -> Float[Array, ""]:
     NaN where the iteration did not converge, so that a failure cannot pass for a number;
     `arnoldi_eigenvalues` returns the estimate, its residual and the flag instead.
     """
-    return _leading(arnoldi_eigenvalues(matvec, dim, which="magnitude", **kwargs), jnp.abs)
+    return jnp.abs(arnoldi_eigenvalues(matvec, dim, which="magnitude", **kwargs).eigenvalues_or_nan[0])
 
 
 def spectral_abscissa(matvec, dim: int, **kwargs) -> Float[Array, ""]:
@@ -437,9 +447,15 @@ def spectral_abscissa(matvec, dim: int, **kwargs) -> Float[Array, ""]:
     The growth rate of y' = J y: ‖e^{tJ}‖ grows like e^{α t} for large t. NaN where the
     iteration did not converge (see `spectral_radius`).
     """
-    return _leading(arnoldi_eigenvalues(matvec, dim, which="real", **kwargs), jnp.real)
+    return jnp.real(arnoldi_eigenvalues(matvec, dim, which="real", **kwargs).eigenvalues_or_nan[0])
 
 
-def _leading(result: KrylovEigenvalues, part) -> Float[Array, ""]:
-    value = part(result.eigenvalues[0])
-    return jnp.where(result.converged, value, jnp.nan)
+def jacobian_products(function: Callable, point) -> tuple[Callable, Callable]:
+    """(matvec, rmatvec): v ↦ J v and u ↦ Jᵀ u for J = ∂function/∂y at `point`.
+
+    The forward pass is linearised once (`jax.linearize`, `jax.vjp`), not redone inside every
+    product of a Krylov iteration.
+    """
+    _, matvec = jax.linearize(function, point)
+    _, pullback = jax.vjp(function, point)
+    return matvec, lambda u: pullback(u)[0]

@@ -117,11 +117,6 @@ class JacobianSpectrum(eqx.Module):
         return jnp.nanmax(jnp.abs(self.eigenvalues), axis=-1)
 
 
-def _converged(result: krylov.KrylovEigenvalues):
-    """The Ritz values, or NaN if the iteration stopped before converging."""
-    return jnp.where(result.converged, result.eigenvalues, jnp.nan)
-
-
 def _not_among(values, others):
     """`values` with NaN where one equals (to 1e-6 relative) an entry of `others`: the same
     eigenvalue found by both Krylov searches counts once."""
@@ -168,17 +163,19 @@ def jacobian_spectrum(
         key = jax.random.PRNGKey(0) if key is None else key
 
         def extremal(t, y):
-            def matvec(v):
-                return jax.jvp(lambda state: field(t, state), (y,), (v,))[1]
+            matvec, rmatvec = krylov.jacobian_products(lambda state: field(t, state), y)
 
             def symmetric_matvec(v):
-                _, pullback = jax.vjp(lambda state: field(t, state), y)
-                return (matvec(v) + pullback(v)[0]) / 2
+                return (matvec(v) + rmatvec(v)) / 2
 
-            dim = y.shape[-1]
-            largest = _converged(krylov.arnoldi_eigenvalues(matvec, dim, num_eigenvalues=num_eigenvalues, which="magnitude", dtype=y.dtype, key=key))
-            rightmost = _converged(krylov.arnoldi_eigenvalues(matvec, dim, num_eigenvalues=num_eigenvalues, which="real", dtype=y.dtype, key=key))
-            top = _converged(krylov.arnoldi_eigenvalues(symmetric_matvec, dim, num_eigenvalues=1, which="real", dtype=y.dtype, key=key))
+            def search(operator, count, which):
+                return krylov.arnoldi_eigenvalues(
+                    operator, y.shape[-1], num_eigenvalues=count, which=which, dtype=y.dtype, key=key
+                ).eigenvalues_or_nan
+
+            largest = search(matvec, num_eigenvalues, "magnitude")
+            rightmost = search(matvec, num_eigenvalues, "real")
+            top = search(symmetric_matvec, 1, "real")
             return jnp.concatenate([largest, _not_among(rightmost, largest)]), top[0].real
 
         values, log_norm = jax.vmap(jax.vmap(extremal), in_axes=(None, 0))(times, states)
@@ -246,18 +243,11 @@ def layer_map_spectrum(
     key = jax.random.PRNGKey(0) if key is None else key
 
     def extremal(t, t_next, y):
-        forward = step_map(t, t_next)
-
-        def matvec(v):
-            return jax.jvp(forward, (y,), (v,))[1]
-
-        def rmatvec(u):
-            return jax.vjp(forward, y)[1](u)[0]
-
+        matvec, rmatvec = krylov.jacobian_products(step_map(t, t_next), y)
         dim = y.shape[-1]
         largest = krylov.arnoldi_eigenvalues(matvec, dim, num_eigenvalues=num_eigenvalues, which="magnitude", dtype=y.dtype, key=key)
         top = krylov.top_singular_values(matvec, rmatvec, dim, num_values=num_eigenvalues, dtype=y.dtype, key=key)
-        return _converged(largest), jnp.where(top.converged, top.values, jnp.nan)
+        return largest.eigenvalues_or_nan, top.values_or_nan
 
     values, singular = jax.vmap(jax.vmap(extremal), in_axes=(None, None, 0))(starts, ends, states)
     return LayerMapSpectrum(eigenvalues=values, singular_values=singular, method=method)
