@@ -105,10 +105,11 @@ def run_one(config: config_module.ExperimentConfig, root, *, progress: bool | No
 
 
 def _final_metrics(records: list[dict]) -> dict:
-    """The last record, minus wall time (which differs between equal runs)."""
+    """The last record, minus wall time (which differs between equal runs). Records come back
+    from metrics.jsonl, where non-finite values were already written as null."""
     if not records:
         return {}
-    return {key: (None if isinstance(value, float) and not math.isfinite(value) else value) for key, value in records[-1].items() if key != "wall_time"}
+    return {key: value for key, value in records[-1].items() if key != "wall_time"}
 
 
 def _stability(config, model, dataset, directory: pathlib.Path) -> dict:
