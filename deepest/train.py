@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
+from . import _stacking
 from .data import Dataset
 from .network import SolverNet
 
@@ -103,14 +104,14 @@ class TrainingResult:
     history: list
 
 
-def make_step(optimiser: optax.GradientTransformation, task: str):
+def make_step(optimiser: optax.GradientTransformation, task: str, *, replicated: bool = False):
     """The compiled training step (model, state, xs, targets) → (model, state, metrics).
 
     Compiles once per model structure and batch shape; NaN/Inf is left in the metrics for the
-    caller to act on (no host check inside the step).
+    caller to act on (no host check inside the step). `replicated=True` maps the step over a
+    stack of models and optimiser states (leading axis) sharing one minibatch.
     """
 
-    @eqx.filter_jit
     def step(model, state, xs, targets):
         (loss, diagnostics), grads = eqx.filter_value_and_grad(_forward, has_aux=True)(model, xs, targets, task)
         updates, new_state = optimiser.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
@@ -119,12 +120,23 @@ def make_step(optimiser: optax.GradientTransformation, task: str):
         metrics = {"loss": loss, "gradient_norm": optax.tree.norm(grads), "finite_update": finite, **diagnostics}
         return new_model, new_state, metrics
 
-    return step
+    return eqx.filter_jit(eqx.filter_vmap(step, in_axes=(eqx.if_array(0), eqx.if_array(0), None, None)) if replicated else step)
 
 
-def make_evaluate(task: str):
-    """Compiled (model, xs, targets) → (loss, diagnostics) on a whole split."""
-    return eqx.filter_jit(lambda model, xs, targets: _forward(model, xs, targets, task))
+def make_evaluate(task: str, *, replicated: bool = False):
+    """Compiled (model, xs, targets) → (loss, diagnostics) on a whole split (per replica if
+    `replicated`)."""
+
+    def evaluate(model, xs, targets):
+        return _forward(model, xs, targets, task)
+
+    return eqx.filter_jit(eqx.filter_vmap(evaluate, in_axes=(eqx.if_array(0), None, None)) if replicated else evaluate)
+
+
+def init_state(optimiser: optax.GradientTransformation, model, *, replicated: bool = False):
+    """The optimiser state of a model (of each model of a stack if `replicated`)."""
+    init = eqx.filter_vmap(optimiser.init) if replicated else optimiser.init
+    return init(eqx.filter(model, eqx.is_inexact_array))
 
 
 def batch_indices(key, step: int, num_samples: int, batch_size: int):
@@ -150,23 +162,7 @@ def _divergence(metrics: dict, max_state_norm: float) -> str | None:
     return None
 
 
-def fit(
-    model: SolverNet,
-    dataset: Dataset,
-    optimiser: optax.GradientTransformation,
-    *,
-    num_steps: int,
-    batch_size: int,
-    key,
-    log_every: int = 50,
-    max_state_norm: float = 1e6,
-    start_step: int = 0,
-    optimiser_state=None,
-    on_record: Callable[[dict], None] | None = None,
-    checkpoint_every: int | None = None,
-    on_checkpoint: Callable[[int, SolverNet, optax.OptState], None] | None = None,
-    progress: bool | None = None,
-) -> TrainingResult:
+def fit(model: SolverNet, dataset: Dataset, optimiser: optax.GradientTransformation, **options) -> TrainingResult:
     """Train `model` on `dataset.x_train` for steps start_step … num_steps − 1.
 
     Args:
@@ -177,8 +173,8 @@ def fit(
         batch_size: samples per step (capped at the training-set size).
         key: PRNG key of the minibatch order.
         log_every: steps between metric records (train batch metrics, plus test loss and
-            accuracy on the whole test split).
-        max_state_norm: a final state larger than this counts as divergence.
+            accuracy on the whole test split); default 50.
+        max_state_norm: a final state larger than this counts as divergence; default 1e6.
         start_step, optimiser_state: resume from a checkpoint taken after `start_step` steps.
         on_record: called with each metric record (e.g. to append to metrics.jsonl).
         checkpoint_every, on_checkpoint: called as on_checkpoint(step, model, state) after
@@ -188,53 +184,118 @@ def fit(
     Returns:
         A `TrainingResult`.
     """
-    task = dataset.task
+    return _fit(model, dataset, optimiser, replicas=None, **options)[0]
+
+
+def fit_replicas(models, dataset: Dataset, optimiser: optax.GradientTransformation, *, replicas: int, stopped=None, **options) -> list[TrainingResult]:
+    """Train R independently initialised models together: one vmapped step, shared minibatches.
+
+    `models` is a stack of R SolverNets (`stack_models([net_0, …, net_{R−1}])`); the
+    options are those of `fit`, with `optimiser_state` and the `on_checkpoint` models stacked
+    too and every metric record carrying its "replica" index. A replica that diverges is
+    frozen (its update refused) while the others train on. `stopped` maps the replicas that
+    had already diverged before `start_step` to (step, reason), for resuming.
+
+    Returns:
+        One `TrainingResult` per replica, with its own (unstacked) model.
+    """
+    return _fit(models, dataset, optimiser, replicas=replicas, stopped=stopped, **options)
+
+
+def stack_models(models) -> SolverNet:
+    """R SolverNets of one architecture (e.g. R seeds) as one with a leading replica axis."""
+    return _stacking.stack(models, "models")
+
+
+def _fit(
+    model,
+    dataset: Dataset,
+    optimiser: optax.GradientTransformation,
+    *,
+    replicas: int | None,
+    num_steps: int,
+    batch_size: int,
+    key,
+    log_every: int = 50,
+    max_state_norm: float = 1e6,
+    start_step: int = 0,
+    optimiser_state=None,
+    stopped: dict | None = None,
+    on_record: Callable[[dict], None] | None = None,
+    checkpoint_every: int | None = None,
+    on_checkpoint: Callable[[int, SolverNet, optax.OptState], None] | None = None,
+    progress: bool | None = None,
+) -> list[TrainingResult]:
+    """`fit` (replicas=None) and `fit_replicas` (replicas=R): one loop over a batch of models."""
+    task, replicated, count = dataset.task, replicas is not None, replicas or 1
     user_throw = model.throw
     model = dataclasses.replace(model, throw=False)
-    state = optimiser_state if optimiser_state is not None else optimiser.init(eqx.filter(model, eqx.is_inexact_array))
-    step_fn, evaluate = make_step(optimiser, task), make_evaluate(task)
+    state = optimiser_state if optimiser_state is not None else init_state(optimiser, model, replicated=replicated)
+    step_fn, evaluate = make_step(optimiser, task, replicated=replicated), make_evaluate(task, replicated=replicated)
     x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
     x_test, y_test = jnp.asarray(dataset.x_test), jnp.asarray(dataset.y_test)
     batch_size = min(batch_size, len(x_train))
-    history, status, diverged_at, reason = [], "completed", None, None
+    histories = [[] for _ in range(count)]
+    statuses, diverged_at, reasons = ["completed"] * count, [None] * count, [None] * count
+    for replica, (at, reason) in (stopped or {}).items():
+        statuses[replica], diverged_at[replica], reasons[replica] = "diverged", at, reason
     started = time.perf_counter()
     step = start_step
     bar = tqdm(total=num_steps, initial=start_step, disable=None if progress is None else not progress, leave=False)
 
-    def record(step_number, metrics):
-        test_loss, test_diagnostics = evaluate(model, x_test, y_test)
-        entry = {"step": step_number, "wall_time": time.perf_counter() - started}
-        entry.update({name: float(value) for name, value in metrics.items()})
-        entry.update({"test_loss": float(test_loss), "test_accuracy": float(test_diagnostics["accuracy"])})
-        history.append(entry)
-        if on_record is not None:
-            on_record(entry)
+    def per_replica(values: dict) -> list[dict]:
+        host = {name: np.asarray(value, dtype=float).reshape(count) for name, value in values.items()}
+        return [{name: float(column[replica]) for name, column in host.items()} for replica in range(count)]
 
-    metrics = None
-    while step < num_steps:
+    def record(step_number, metrics: list[dict], which):
+        test_loss, test_diagnostics = evaluate(model, x_test, y_test)
+        tests = per_replica({"test_loss": test_loss, "test_accuracy": test_diagnostics["accuracy"]})
+        for replica in which:
+            entry = {"step": step_number, "wall_time": time.perf_counter() - started}
+            if replicated:
+                entry["replica"] = replica
+            entry.update({**metrics[replica], **tests[replica]})
+            histories[replica].append(entry)
+            if on_record is not None:
+                on_record(entry)
+
+    while step < num_steps and "completed" in statuses:
         batch = batch_indices(key, step, len(x_train), batch_size)
         new_model, new_state, device_metrics = step_fn(model, state, x_train[batch], y_train[batch])
-        metrics = {name: float(value) for name, value in device_metrics.items()}
-        reason = _divergence(metrics, max_state_norm)
-        if reason is not None:
-            status, diverged_at = "diverged", step
-            # The refused step's metrics, marked: a record at this step may already exist.
-            record(step, {**metrics, "diverged": 1.0})
+        metrics = per_replica(device_metrics)
+        refused = []
+        for replica in range(count):
+            reason = _divergence(metrics[replica], max_state_norm) if statuses[replica] == "completed" else None
+            if reason is not None:
+                statuses[replica], diverged_at[replica], reasons[replica] = "diverged", step, reason
+                refused.append(replica)
+        if refused:  # the refused step's metrics, marked: a record at this step may already exist
+            record(step, [{**entry, "diverged": 1.0, "reason": why} for entry, why in zip(metrics, reasons)], refused)
+        alive = [status == "completed" for status in statuses]
+        if not any(alive):
             break
-        model, state, step = new_model, new_state, step + 1
+        if all(alive):
+            model, state = new_model, new_state
+        else:  # diverged replicas keep their last good model and state
+            model, state = _stacking.select(alive, new_model, model), _stacking.select(alive, new_state, state)
+        step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+        bar.set_postfix(loss=f"{np.mean([metrics[i]['loss'] for i in range(count) if alive[i]]):.4f}", refresh=False)
         if step % log_every == 0 or step == num_steps:
-            record(step, metrics)
+            record(step, metrics, [replica for replica in range(count) if alive[replica]])
         if checkpoint_every and on_checkpoint is not None and step % checkpoint_every == 0:
             on_checkpoint(step, model, state)
     bar.close()
-    return TrainingResult(
-        model=dataclasses.replace(model, throw=user_throw),
-        optimiser_state=state,
-        steps=step,
-        status=status,
-        diverged_at=diverged_at,
-        reason=reason,
-        history=history,
-    )
+    model = dataclasses.replace(model, throw=user_throw)
+    return [
+        TrainingResult(
+            model=_stacking.index(model, replica) if replicated else model,
+            optimiser_state=_stacking.index(state, replica) if replicated else state,
+            steps=step if statuses[replica] == "completed" else diverged_at[replica],
+            status=statuses[replica],
+            diverged_at=diverged_at[replica],
+            reason=reasons[replica],
+            history=histories[replica],
+        )
+        for replica in range(count)
+    ]

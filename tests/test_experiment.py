@@ -121,9 +121,10 @@ def test_divergent_run_is_recorded_and_the_sweep_completes(tmp_path):
     assert all(summary.get("skipped") for summary in again)
 
 
-def test_interrupted_run_resumes_to_the_same_final_metrics(tmp_path, monkeypatch):
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_interrupted_run_resumes_to_the_same_final_metrics(replicas, tmp_path, monkeypatch):
     path = _write(tmp_path, 'name = "resume"\n[data]\nname = "moons"\n[analysis]\nreport = false\n')
-    overrides = [*TINY, "training.num_steps=9", "training.log_every=1", "training.checkpoint_every=3"]
+    overrides = [*TINY, "training.num_steps=9", "training.log_every=1", "training.checkpoint_every=3", f"model.replicas={replicas}"]
     straight = run_experiment(path, overrides=overrides, out=tmp_path / "straight", progress=False)[0]
 
     append = rundir.append_metrics
@@ -143,9 +144,25 @@ def test_interrupted_run_resumes_to_the_same_final_metrics(tmp_path, monkeypatch
     monkeypatch.setattr(rundir, "append_metrics", append)
     resumed = run_experiment(path, overrides=overrides, out=tmp_path / "resumed", progress=False)[0]
     assert resumed["final"] == straight["final"]
+    assert resumed.get("replicas") == straight.get("replicas")
     # Records after the checkpoint (7 and the broken line) are dropped and written again.
     steps = [json.loads(line)["step"] for line in (directory / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(1, 10))
+    assert steps == [step for step in range(1, 10) for _ in range(replicas)]
+
+
+def test_replicas_train_together_and_the_row_is_their_mean(tmp_path):
+    path = _write(tmp_path, 'name = "seeds"\n[data]\nname = "moons"\n[model]\nreplicas = 3\nseed = 5\n[analysis]\nio_jacobian = false\ngradients = false\n')
+    summary = run_experiment(path, overrides=TINY, out=tmp_path / "runs", progress=False)[0]
+    replicas = summary["replicas"]
+    assert [entry["seed"] for entry in replicas] == [5, 6, 7]
+    assert all(entry["status"] == "completed" for entry in replicas) and summary["status"] == "completed"
+    accuracies = [entry["final"]["test_accuracy"] for entry in replicas]
+    assert summary["final"]["test_accuracy"] == pytest.approx(sum(accuracies) / 3, rel=1e-12)
+    outside = [entry["stability"]["fraction_outside"] for entry in replicas]
+    assert summary["stability"]["fraction_outside"] == pytest.approx(sum(outside) / 3, rel=1e-12)
+    figures = tmp_path / "runs" / "seeds" / summary["run_id"] / "figures"
+    assert {path.name for path in figures.iterdir()} == {f"stability_report_replica{index}.png" for index in range(3)}
+    assert cli.main(["report", str(figures.parent)]) == 0 and (figures / "training.png").exists()
 
 
 @pytest.mark.slow

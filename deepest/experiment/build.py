@@ -21,11 +21,12 @@ def dataset(config: ExperimentConfig) -> data.Dataset:
     )
 
 
-def network(config: ExperimentConfig, dataset: data.Dataset) -> SolverNet:
-    """The SolverNet of a config for a dataset's input and output sizes."""
+def network(config: ExperimentConfig, dataset: data.Dataset, *, replica: int = 0) -> SolverNet:
+    """The SolverNet of a config for a dataset's input and output sizes, initialised from
+    seed model.seed + replica."""
     model, steps = config.model, config.discretisation
     state_dim = dataset.input_dim + model.augment
-    field_key, readout_key = jax.random.split(jax.random.PRNGKey(model.seed))
+    field_key, readout_key = jax.random.split(jax.random.PRNGKey(model.seed + replica))
 
     def one_field(key):
         if model.field == "linear":

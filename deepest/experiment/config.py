@@ -70,6 +70,7 @@ class ModelConfig:
     augment: int = 2  # zero dimensions appended to the input
     scale: float = 1.0  # linear: the matrix starts at −scale·I (eigenvalues h·λ = −scale·h)
     seed: int = 0
+    replicas: int = 1  # seeds seed … seed + replicas − 1, trained together in one vmapped step
 
     def __post_init__(self):
         _require(self.field in FIELDS, "model.field", self.field, f"one of {', '.join(FIELDS)}")
@@ -78,6 +79,7 @@ class ModelConfig:
         _require(self.activation in ACTIVATIONS, "model.activation", self.activation, f"one of {', '.join(ACTIVATIONS)}")
         _require(self.augment >= 0, "model.augment", self.augment, "a non-negative integer")
         _require(0 <= self.seed < 2**32, "model.seed", self.seed, _SEEDS)
+        _require(1 <= self.replicas <= 2**32 - self.seed, "model.replicas", self.replicas, "a positive integer (with seed + replicas ≤ 2^32)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,19 +17,21 @@ def _training_curves(directory: pathlib.Path, records: list[dict]) -> str | None
         import matplotlib.pyplot as plt
     except ModuleNotFoundError:
         return None
-    steps = [record["step"] for record in records]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_axis.plot(steps, [record["loss"] for record in records], label="train batch")
-    loss_axis.plot(steps, [record["test_loss"] for record in records], label="test")
-    loss_axis.set_xlabel("step")
-    loss_axis.set_ylabel("loss")
+    replicas = sorted({record.get("replica", 0) for record in records})
+    for replica in replicas:
+        # One pair of curves per independently seeded replica (model.replicas > 1).
+        own = [record for record in records if record.get("replica", 0) == replica]
+        suffix = f" (replica {replica})" if len(replicas) > 1 else ""
+        steps = [record["step"] for record in own]
+        for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+            axis.plot(steps, [record[metric] for record in own], label=f"train batch{suffix}")
+            axis.plot(steps, [record[f"test_{metric}"] for record in own], label=f"test{suffix}")
     loss_axis.set_yscale("log")
-    loss_axis.legend()
-    accuracy_axis.plot(steps, [record["accuracy"] for record in records], label="train batch")
-    accuracy_axis.plot(steps, [record["test_accuracy"] for record in records], label="test")
-    accuracy_axis.set_xlabel("step")
-    accuracy_axis.set_ylabel("accuracy")
-    accuracy_axis.legend()
+    for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+        axis.set_xlabel("step")
+        axis.set_ylabel(metric)
+        axis.legend(fontsize="small")
     figure.tight_layout()
     path = directory / "figures" / "training.png"
     rundir.write_atomic(path, lambda file: figure.savefig(file, format="png", dpi=110))

@@ -15,7 +15,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from .. import train
+from .. import _stacking, train
 from ..analysis import stability_report
 from ..solvers import PARTITIONED, supports_adaptive
 from . import build, config as config_module, rundir
@@ -40,31 +40,38 @@ def _finite(value):
 
 
 def run_one(config: config_module.ExperimentConfig, root, *, progress: bool | None = None) -> dict:
-    """Run (or resume, or skip) one config under root/<run_id>/; returns its summary."""
+    """Run (or resume, or skip) one config under root/<run_id>/; returns its summary.
+
+    With model.replicas = R > 1 the R seeds train together (`train.fit_replicas`); the summary
+    then holds each replica's own entry under "replicas" and, at the top, their mean final
+    metrics, evaluations and stability numbers (the table's row) with "status" "diverged" if
+    any replica diverged.
+    """
     resolved = config_module.to_dict(config)
     directory = pathlib.Path(root) / rundir.run_id(resolved)
     summary_path = directory / "summary.json"
     if summary_path.exists():
         return {**rundir.read_json(summary_path), "skipped": True}
     started = time.perf_counter()
+    count = config.model.replicas
+    replicated = count > 1
     # Everything that can refuse the config is built before the first file is written.
     dataset = build.dataset(config)
-    net = build.network(config, dataset)
+    nets = [build.network(config, dataset, replica=replica) for replica in range(count)]
+    net = train.stack_models(nets) if replicated else nets[0]
     optimiser = build.optimiser(config)
-    state = optimiser.init(eqx.filter(net, eqx.is_inexact_array))
+    state = train.init_state(optimiser, net, replicated=replicated)
     rundir.write_json(directory / "config.json", resolved)
     rundir.write_json(directory / "env.json", rundir.environment())
+    metrics_path = directory / "metrics.jsonl"
     start_step, records = 0, []
     checkpoint = rundir.load_checkpoint(directory, net, state)
     if checkpoint is not None:
         start_step, net, state = checkpoint
-        records = rundir.metrics_up_to(directory / "metrics.jsonl", start_step)
-    rundir.write_metrics(directory / "metrics.jsonl", records)
+        records = rundir.metrics_up_to(metrics_path, start_step)
+    rundir.write_metrics(metrics_path, records)
     spec = config.training
-    result = train.fit(
-        net,
-        dataset,
-        optimiser,
+    options = dict(
         num_steps=spec.num_steps,
         batch_size=spec.batch_size,
         key=jax.random.PRNGKey(spec.seed),
@@ -72,36 +79,78 @@ def run_one(config: config_module.ExperimentConfig, root, *, progress: bool | No
         max_state_norm=spec.max_state_norm,
         start_step=start_step,
         optimiser_state=state,
-        on_record=lambda record: rundir.append_metrics(directory / "metrics.jsonl", record),
+        on_record=lambda record: rundir.append_metrics(metrics_path, record),
         checkpoint_every=spec.checkpoint_every,
         on_checkpoint=lambda step, model, opt_state: rundir.save_checkpoint(directory, step, model, opt_state),
         progress=progress,
     )
-    rundir.save_checkpoint(directory, result.steps, result.model, result.optimiser_state)
-    summary = {
-        "experiment": config.name,
-        "run_id": directory.name,
-        "status": result.status,
-        "steps": result.steps,
-        "diverged_at": result.diverged_at,
-        "reason": result.reason,
-        "final": _final_metrics(rundir.metrics_up_to(directory / "metrics.jsonl", result.steps)),
-        "evaluation": [],
-        "stability": None,
-    }
-    if result.status == "completed":
-        summary["evaluation"] = [
-            _evaluate(result.model, dataset, solver, count)
-            for solver in config.evaluation.solvers
-            for count in config.evaluation.num_steps
-        ]
-    if config.analysis.report and config.discretisation.num_steps:
-        # Also for a diverged run: the report of its last good model (the initial one if it
-        # diverged at step 0) is what says why it blew up.
-        summary["stability"] = _stability(config, result.model, dataset, directory)
+    if replicated:
+        # Replicas that diverged before the checkpoint stay frozen, as in an uninterrupted run.
+        stopped = {record["replica"]: (record["step"], record["reason"]) for record in records if record.get("diverged")}
+        results = train.fit_replicas(net, dataset, optimiser, replicas=count, stopped=stopped, **options)
+        final_model = train.stack_models([result.model for result in results])
+        final_state = _stacking.stack([result.optimiser_state for result in results], "optimiser states")
+    else:
+        results = [train.fit(net, dataset, optimiser, **options)]
+        final_model, final_state = results[0].model, results[0].optimiser_state
+    rundir.save_checkpoint(directory, max(result.steps for result in results), final_model, final_state)
+    records = rundir.metrics_up_to(metrics_path, spec.num_steps)
+    entries = []
+    for replica, result in enumerate(results):
+        entry = {
+            "seed": config.model.seed + replica,
+            "status": result.status,
+            "steps": result.steps,
+            "diverged_at": result.diverged_at,
+            "reason": result.reason,
+            "final": _final_metrics([record for record in records if record.get("replica", 0) == replica]),
+            "evaluation": [],
+            "stability": None,
+        }
+        if result.status == "completed":
+            entry["evaluation"] = [
+                _evaluate(result.model, dataset, solver, steps)
+                for solver in config.evaluation.solvers
+                for steps in config.evaluation.num_steps
+            ]
+        if config.analysis.report and config.discretisation.num_steps:
+            # Also for a diverged run: the report of its last good model (the initial one if it
+            # diverged at step 0) is what says why it blew up.
+            figure = f"stability_report_replica{replica}.png" if replicated else "stability_report.png"
+            entry["stability"] = _stability(config, result.model, dataset, directory / "figures" / figure)
+        entries.append(entry)
+    summary = {"experiment": config.name, "run_id": directory.name, **(_replica_mean(entries) if replicated else entries[0])}
+    if replicated:
+        summary["replicas"] = entries
     summary["runtime_seconds"] = time.perf_counter() - started
     rundir.write_json(summary_path, summary)
     return summary
+
+
+def _replica_mean(entries: list[dict]) -> dict:
+    """One summary row from R replicas: means of the numbers (over the replicas that have
+    them), the first replica's value for anything else; status "diverged" if any diverged."""
+
+    def mean(values):
+        numbers = [value for value in values if isinstance(value, int | float) and not isinstance(value, bool)]
+        if numbers and len(numbers) == len([value for value in values if value is not None]):
+            return float(np.mean(numbers))
+        if all(isinstance(value, dict) for value in values):
+            return {key: mean([value.get(key) for value in values]) for key in values[0]}
+        return values[0]
+
+    diverged = [entry for entry in entries if entry["status"] == "diverged"]
+    return {
+        "status": "diverged" if diverged else "completed",
+        "steps": max(entry["steps"] for entry in entries),
+        "diverged_at": min((entry["diverged_at"] for entry in diverged), default=None),
+        "reason": f"{len(diverged)} of {len(entries)} replicas diverged; first: {diverged[0]['reason']}" if diverged else None,
+        "final": mean([entry["final"] for entry in entries]),
+        "evaluation": [mean(list(group)) for group in zip(*(entry["evaluation"] for entry in entries))]
+        if all(entry["evaluation"] for entry in entries)
+        else [],
+        "stability": mean([entry["stability"] for entry in entries]) if all(entry["stability"] for entry in entries) else None,
+    }
 
 
 def _final_metrics(records: list[dict]) -> dict:
@@ -109,10 +158,10 @@ def _final_metrics(records: list[dict]) -> dict:
     from metrics.jsonl, where non-finite values were already written as null."""
     if not records:
         return {}
-    return {key: value for key, value in records[-1].items() if key != "wall_time"}
+    return {key: value for key, value in records[-1].items() if key not in ("wall_time", "replica")}
 
 
-def _stability(config, model, dataset, directory: pathlib.Path) -> dict:
+def _stability(config, model, dataset, figure_path: pathlib.Path) -> dict:
     count = min(config.analysis.num_samples, len(dataset.x_test))
     xs, targets = np.asarray(dataset.x_test[:count]), np.asarray(dataset.y_test[:count])
     report = stability_report(
@@ -124,7 +173,7 @@ def _stability(config, model, dataset, directory: pathlib.Path) -> dict:
         io_jacobian=config.analysis.io_jacobian,
     )
     if config.analysis.figures:
-        _save_report_figure(report, directory / "figures" / "stability_report.png")
+        _save_report_figure(report, figure_path)
     return report.to_dict()
 
 
