@@ -1,7 +1,7 @@
 """The `deepest` command: run experiments, tabulate and report their results.
 
     deepest run experiments/quickstart.toml [--out runs] [--set training.learning_rate=3e-3] [--jobs 1]
-    deepest results runs/quickstart [--csv results.csv]
+    deepest results runs/quickstart [--csv results.csv] [--figure results.png --y test_accuracy --colour model.field]
     deepest list
     deepest report runs/quickstart/<run_id>
 """
@@ -40,6 +40,17 @@ def _results(arguments) -> int:
     if arguments.csv:
         pathlib.Path(arguments.csv).write_text(to_csv(header, rows))
         print(f"\nCSV: {arguments.csv}")
+    if arguments.figure:
+        from .experiment.scatter import write_scatter
+
+        try:
+            correlations = write_scatter(arguments.directory, arguments.figure, y=arguments.y, colour_by=arguments.colour)
+        except ValueError as error:
+            print(f"deepest results: {error}", file=sys.stderr)
+            return 2
+        print(f"\nSpearman rank correlation of {arguments.y} with each stability measure:")
+        print("  ".join(f"{measure} {rho:+.2f}" for measure, rho in correlations.items()))
+        print(f"Figure: {arguments.figure}")
     return 0
 
 
@@ -87,6 +98,9 @@ def parser() -> argparse.ArgumentParser:
     results = commands.add_parser("results", help="one table across the runs of an experiment directory")
     results.add_argument("directory", help="e.g. runs/quickstart")
     results.add_argument("--csv", help="also write the table as CSV to this file")
+    results.add_argument("--figure", help="also draw a column against each stability measure (PNG), with rank correlations")
+    results.add_argument("--y", default="test_accuracy", help="the column the figure plots (default: test_accuracy)")
+    results.add_argument("--colour", help="the swept config key that colours the points (default: the first)")
     results.set_defaults(handler=_results)
     listing = commands.add_parser("list", help="the shipped experiments, with one-line descriptions")
     listing.set_defaults(handler=_list)

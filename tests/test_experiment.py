@@ -185,3 +185,27 @@ def test_list_shows_every_shipped_experiment(capsys):
     assert cli.main(["list"]) == 0
     printed = capsys.readouterr().out
     assert "quickstart" in printed and "Euler (ResNet) vs RK4" in printed
+
+
+def _fake_runs(root, values):
+    """Run directories with hand-written configs and summaries (no training)."""
+    for index, (scale, accuracy, outside) in enumerate(values):
+        directory = root / f"run{index}"
+        rundir.write_json(directory / "config.json", {"name": "fake", "model": {"scale": scale}})
+        summary = {"status": "completed", "final": {"test_accuracy": accuracy}, "stability": {"fraction_outside": outside, "max_growth": accuracy, "top_lyapunov": None}}
+        rundir.write_json(directory / "summary.json", summary)
+
+
+def test_results_figure_gives_spearman_rank_correlations(tmp_path, capsys):
+    # Accuracy falls monotonically (not linearly) with the share outside: ρ = −1 exactly; it
+    # rises with max_growth (set equal to it): ρ = +1; no Lyapunov numbers: ρ undefined (NaN).
+    _fake_runs(tmp_path, [(1.0, 0.9, 0.0), (2.0, 0.8, 0.1), (3.0, 0.3, 0.5), (4.0, 0.29, 0.9)])
+    figure = tmp_path / "scatter.png"
+    assert cli.main(["results", str(tmp_path), "--figure", str(figure)]) == 0
+    assert figure.exists() and "outside -1.00  max_growth +1.00" in capsys.readouterr().out
+    from deepest.experiment.scatter import rank_correlations
+
+    correlations = rank_correlations(*collect(tmp_path), "test_accuracy")
+    assert correlations["outside"] == pytest.approx(-1.0, abs=1e-12) and correlations["top_lyapunov"] != correlations["top_lyapunov"]
+    assert cli.main(["results", str(tmp_path), "--figure", str(figure), "--y", "accuracy"]) == 2
+    assert "No column 'accuracy'" in capsys.readouterr().err

@@ -14,6 +14,8 @@ _COLUMNS = (
     ("test_loss", ("final", "test_loss")),
     ("outside", ("stability", "fraction_outside")),
     ("max_growth", ("stability", "max_growth")),
+    ("max_log_norm", ("stability", "max_log_norm")),
+    ("gradient_slope", ("stability", "gradient_slope")),
     ("gradients", ("stability", "gradient_regime")),
     ("top_lyapunov", ("stability", "top_lyapunov")),
 )
