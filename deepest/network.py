@@ -3,13 +3,15 @@
 With `solver="euler"` and `num_steps=L` the network is a ResNet of depth L with step
 h = (t1 − t0)/L: y_{k+1} = y_k + h f_θ(t_k, y_k). Any other solver or step count is another
 architecture built from the same field; `with_solver` swaps it without retraining.
+`solver="lm_resnet", solver_options={"k": k}` is the two-step LM-ResNet,
+y_{k+1} = (1 − k) y_k + k y_{k−1} + h f_θ(t_k, y_k) (Lu et al. 2018, arXiv:1710.10121).
 
 Reference: Haber & Ruthotto, "Stable architectures for deep neural networks" (2017,
 arXiv:1705.03341); Chen et al., "Neural ordinary differential equations" (2018, arXiv:1806.07366).
 """
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import diffrax
 import equinox as eqx
@@ -17,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from .fields import AbstractSeparableField, AbstractVectorField
-from .solvers import PARTITIONED, SOLVERS, check_solver_name, solver, supports_adaptive
+from .solvers import PARTITIONED, SOLVERS, check_solver_name, check_solver_options, solver, supports_adaptive
 
 ADJOINTS = ("recursive_checkpoint", "backsolve", "direct")
 
@@ -31,6 +33,11 @@ class SolverNet(eqx.Module):
     Args:
         field: the vector field f_θ (`deepest.fields`).
         solver: a name from `deepest.SOLVERS`.
+        solver_options: the solver's own parameters as a mapping, e.g. {"k": 0.5} for
+            "lm_resnet" (the LM-ResNet weight; default 0, explicit Euler). Validated by
+            `deepest.solvers.check_solver_options`: an option the solver does not take is a
+            ValueError. Stored, defaults filled in, as sorted (option, value) pairs, so the
+            net stays hashable and each value is static under jit (a new k compiles anew).
         t0, t1: the time interval; depth "length" T = t1 − t0.
         num_steps: fixed number of steps (layers), h = T/num_steps on the grid
             t_k = t0 + k h. `None` selects adaptive stepping with `rtol`/`atol` and a PID
@@ -54,12 +61,14 @@ class SolverNet(eqx.Module):
         >>> y = jax.vmap(net)(xs)
         >>> ts, ys = net.trajectory(xs[0])          # ys.shape == (11, 2)
         >>> net4 = net.with_solver("rk4", num_steps=5)
+        >>> lm = net.with_solver("lm_resnet", solver_options={"k": 0.5})  # an LM-ResNet
     """
 
     field: AbstractVectorField
     encoder: Callable | None
     readout: Callable | None
     solver: str = eqx.field(static=True)
+    solver_options: tuple[tuple[str, float], ...] = eqx.field(static=True)
     t0: float = eqx.field(static=True)
     t1: float = eqx.field(static=True)
     num_steps: int | None = eqx.field(static=True)
@@ -76,6 +85,7 @@ class SolverNet(eqx.Module):
         field: AbstractVectorField,
         *,
         solver: str = "euler",
+        solver_options: Mapping[str, float] | None = None,
         t0: float = 0.0,
         t1: float = 1.0,
         num_steps: int | None = 10,
@@ -90,6 +100,8 @@ class SolverNet(eqx.Module):
         root_atol: float = 1e-6,
     ):
         check_solver_name(solver)
+        # A mapping from users; `dataclasses.replace` (with_solver) passes the stored pairs.
+        options = check_solver_options(solver, solver_options or ())
         if not isinstance(field, AbstractVectorField):
             raise TypeError(f"field must be a deepest.fields.AbstractVectorField, got {type(field).__name__}.")
         if adjoint not in ADJOINTS:
@@ -116,6 +128,7 @@ class SolverNet(eqx.Module):
         self.encoder = encoder
         self.readout = readout
         self.solver = solver
+        self.solver_options = options
         self.t0 = float(t0)
         self.t1 = float(t1)
         self.num_steps = num_steps
@@ -138,13 +151,19 @@ class SolverNet(eqx.Module):
         """The same field (and encoder, readout) under another discretisation.
 
         `changes` may set any other constructor argument, e.g. `num_steps=5` or
-        `num_steps=None, rtol=1e-6` for adaptive stepping.
+        `num_steps=None, rtol=1e-6` for adaptive stepping. The solver options carry over when
+        the solver stays the same and return to the new solver's defaults when it changes;
+        `solver_options={...}` sets them.
         """
+        if solver != self.solver:
+            changes.setdefault("solver_options", None)
         return dataclasses.replace(self, solver=solver, **changes)
 
     def encode(self, x):
-        """The initial state y(t0) of input x."""
+        """The initial state y(t0) of input x, in the dtype the field computes in (float32
+        data into a float64 field gives a float64 state, as the field's output would be)."""
         y0 = x if self.encoder is None else self.encoder(x)
+        y0 = y0.astype(jnp.result_type(y0, *jax.tree.leaves(eqx.filter(self.field, eqx.is_inexact_array))))
         if y0.shape != (self.field.state_dim,):
             raise ValueError(
                 f"The initial state has shape {y0.shape} but the field acts on ({self.field.state_dim},). "
@@ -179,7 +198,7 @@ class SolverNet(eqx.Module):
             terms = diffrax.ODETerm(self.field)
         solution = diffrax.diffeqsolve(
             terms,
-            solver(self.solver, root_rtol=self.root_rtol, root_atol=self.root_atol),
+            solver(self.solver, root_rtol=self.root_rtol, root_atol=self.root_atol, **dict(self.solver_options)),
             t0=self.t0,
             t1=self.t1,
             dt0=None,

@@ -7,13 +7,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import stability
+from .solvers import check_solver_options, describe_solver
 
 
 def stability_region(solvers, *, points=None, ax=None, extent=None, resolution=400):
     """Shade {z : solver stable at z} for one or several solvers, with its boundary locus.
 
     Args:
-        solvers: a solver name or a list of them.
+        solvers: a solver name or a list of them; an entry may also be a pair (name,
+            options) for a solver with parameters, e.g. ("lm_resnet", {"k": 0.5}).
         points: optional complex array of h·λ values, drawn as a cloud on top.
         ax: matplotlib axes to draw on (default: a new figure).
         extent: (re_min, re_max, im_min, im_max); default: fits the regions and points.
@@ -22,23 +24,25 @@ def stability_region(solvers, *, points=None, ax=None, extent=None, resolution=4
     Two-step methods such as leapfrog are stable on a segment only, which shading cannot
     show; their boundary locus line is that segment.
     """
-    names = [solvers] if isinstance(solvers, str) else list(solvers)
+    entries = [solvers] if isinstance(solvers, str) else list(solvers)
+    regions = [(entry, {}) if isinstance(entry, str) else (entry[0], dict(entry[1])) for entry in entries]
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5))
-    loci = {name: stability.boundary_locus(name) for name in names}
+    loci = [stability.boundary_locus(name, **options) for name, options in regions]
     cloud = None if points is None else np.ravel(np.asarray(points)).astype(complex)
     if extent is None:
-        extent = _fitting_extent([*loci.values(), cloud])
+        extent = _fitting_extent([*loci, cloud])
     re = np.linspace(extent[0], extent[1], resolution)
     im = np.linspace(extent[2], extent[3], resolution)
     grid = re[None, :] + 1j * im[:, None]
-    for index, name in enumerate(names):
+    for index, ((name, options), locus) in enumerate(zip(regions, loci)):
         colour = f"C{index}"
-        stable = np.asarray(stability.is_stable(name, grid), dtype=float)
+        stable = np.asarray(stability.is_stable(name, grid, **options), dtype=float)
         ax.contourf(re, im, stable, levels=[0.5, 1.5], colors=[colour], alpha=0.2)
-        for branch in loci[name].T:
+        for branch in locus.T:
             ax.plot(branch.real, branch.imag, color=colour, linewidth=1)
-        ax.plot([], [], color=colour, linewidth=6, alpha=0.4, label=name)
+        label = describe_solver(name, check_solver_options(name, options))
+        ax.plot([], [], color=colour, linewidth=6, alpha=0.4, label=label)
     if cloud is not None:
         ax.scatter(cloud.real, cloud.imag, s=6, color="k", alpha=0.6, label="h·λ")
     ax.axhline(0, color="0.6", linewidth=0.5)
@@ -72,7 +76,8 @@ def spectrum_on_region(spectrum, *, solvers=None, ax=None, extent=None, max_poin
 
     Args:
         spectrum: a `deepest.analysis.JacobianSpectrum`.
-        solvers: regions to shade (default: the net's solver).
+        solvers: regions to shade, as for `stability_region` (default: the net's solver
+            with its options).
         ax: matplotlib axes (default: a new figure).
         extent: (re_min, re_max, im_min, im_max), default fitted.
         max_points: about this many points at most are drawn: every eigenvalue of every layer
@@ -84,12 +89,14 @@ def spectrum_on_region(spectrum, *, solvers=None, ax=None, extent=None, max_poin
     per_sample = scaled[0].size
     stride = max(1, -(-scaled.shape[0] * per_sample // max_points))
     points, layers, outside = (np.ravel(a[::stride]) for a in (scaled, layers, outside))
-    ax = stability_region(solvers or [spectrum.solver], ax=ax, extent=extent or _fitting_extent([points]))
+    own = (spectrum.solver, dict(spectrum.solver_options))
+    ax = stability_region(solvers or [own], ax=ax, extent=extent or _fitting_extent([points]))
     cloud = ax.scatter(points.real, points.imag, c=layers, cmap="viridis", s=8, zorder=3)
     if outside.any():
         ax.scatter(points.real[outside], points.imag[outside], s=30, facecolors="none", edgecolors="red", linewidths=0.8, zorder=4, label="outside")
     ax.figure.colorbar(cloud, ax=ax, label="layer k", shrink=0.8)
-    ax.set_title(f"h·λ of ∂f/∂y: {float(spectrum.fraction_outside):.1%} outside {spectrum.solver}")
+    label = describe_solver(spectrum.solver, spectrum.solver_options)
+    ax.set_title(f"h·λ of ∂f/∂y: {float(spectrum.fraction_outside):.1%} outside {label}")
     ax.legend(loc="upper left", fontsize="small")
     return ax
 

@@ -4,16 +4,23 @@
 Every name maps to a diffrax solver. Classical RK3 and RK4, which diffrax does not ship, are
 defined here the diffrax way: as Butcher tableaux on `diffrax.AbstractERK`.
 
+Some solvers take parameters, given by name: `solver("lm_resnet", k=0.5)`. Every such
+option has a default, so each name alone is a complete solver; `check_solver_options`
+validates a set of options and returns it as sorted (name, value) pairs, hashable and fit
+for a static field of an equinox Module (as `SolverNet.solver_options` holds them).
+
 `butcher_tableau(name)` exposes the full (A, b, c) of every one-step Runge–Kutta method, read
 from diffrax's own tableau where it has one, so that `deepest.stability` computes R(z) from the
 same numbers the solver steps with.
 """
 
 import dataclasses
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable, Mapping
 from typing import ClassVar
 
 import diffrax
+import jax
 import numpy as np
 import optimistix as optx
 
@@ -34,6 +41,7 @@ SOLVERS = (
     "semi_implicit_euler",
     "leapfrog_midpoint",
     "reversible_heun",
+    "lm_resnet",
 )
 
 # Kutta's third-order method: c = (0, 1/2, 1), b = (1/6, 2/3, 1/6).
@@ -87,6 +95,61 @@ class ClassicalRK4(diffrax.AbstractERK):
         return 4
 
 
+class LMResNet(diffrax.AbstractSolver):
+    """The linear multistep ResNet (LM-ResNet): a two-step explicit method with a weight k.
+
+    u_{n+1} = (1 − k) u_n + k u_{n−1} + h f(t_n, u_n),  with u_1 = u_0 + h f(t_0, u_0).
+
+    k = 0 is explicit Euler (a ResNet); k = 1 is u_{n+1} = u_{n−1} + h f(t_n, u_n). The
+    previous state rides in the solver state, and the first step, having none, is an Euler
+    step (u_{−1} = u_0). On a non-uniform grid h is the current step; the weights stay fixed.
+
+    Its first characteristic polynomial is ρ(μ) = (μ − 1)(μ + k): zero-stable (roots 1 and −k
+    obey the root condition) iff −1 < k ≤ 1. Consistency needs ρ'(1) = σ(1) with σ(μ) = μ,
+    that is 1 + k = 1: for k ≠ 0 the method is not consistent with y' = f but with the
+    rescaled (1 + k) y' = f (Taylor expansion about t_n gives the modified equation
+    (1 + k) u' + (1 − k)(h/2) u'' = f(u) + O(h²)). So a net on [t0, t1] approximates the
+    flow of f over the time (t1 − t0)/(1 + k), to first order (`order`; the Euler start
+    alone costs O(h) when k ≠ 0). Values of k outside (−1, 1] are allowed, to study the
+    unstable regime. `deepest.stability` gives its characteristic polynomial on y' = λy.
+
+    Example:
+        >>> method = deepest.solver("lm_resnet", k=0.5)   # LMResNet(k=0.5)
+        >>> net = deepest.SolverNet(field, solver="lm_resnet", solver_options={"k": 0.5})
+
+    Reference: Lu, Zhong, Li & Dong, "Beyond finite layer neural networks: bridging deep
+    architectures and numerical differential equations" (ICML 2018, arXiv:1710.10121).
+    """
+
+    k: float = 0.0
+
+    term_structure: ClassVar = diffrax.AbstractTerm
+    interpolation_cls: ClassVar[Callable] = diffrax.LocalLinearInterpolation
+
+    def order(self, terms):
+        del terms
+        return 1
+
+    def init(self, terms, t0, t1, y0, args):
+        del terms, t0, t1, args
+        # u_{−1} = u_0 turns the first step into explicit Euler: u_1 = u_0 + h f(t_0, u_0).
+        return y0
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        del made_jump
+        increment = terms.vf_prod(t0, y0, args, terms.contr(t0, t1))
+        y1 = jax.tree.map(
+            lambda current, previous, change: (1 - self.k) * current + self.k * previous + change,
+            y0,
+            solver_state,
+            increment,
+        )
+        return y1, None, dict(y0=y0, y1=y1), y0, diffrax.RESULTS.successful
+
+    def func(self, terms, t0, y0, args):
+        return terms.vf(t0, y0, args)
+
+
 _EXPLICIT = {
     "euler": diffrax.Euler,
     "midpoint": diffrax.Midpoint,
@@ -101,6 +164,7 @@ _EXPLICIT = {
     "semi_implicit_euler": diffrax.SemiImplicitEuler,
     "leapfrog_midpoint": diffrax.LeapfrogMidpoint,
     "reversible_heun": diffrax.ReversibleHeun,
+    "lm_resnet": LMResNet,
 }
 _IMPLICIT = {
     "implicit_euler": diffrax.ImplicitEuler,
@@ -111,7 +175,9 @@ _IMPLICIT = {
 # The solvers whose state is split into two halves (q, p) with q' = f(p), p' = g(q).
 PARTITIONED = ("semi_implicit_euler",)
 # The solvers that carry more than y_k from step to step.
-MULTISTEP = ("leapfrog_midpoint", "reversible_heun")
+MULTISTEP = ("leapfrog_midpoint", "reversible_heun", "lm_resnet")
+# The solvers that take parameters, with their defaults (see each solver's docstring).
+_OPTIONS = {"lm_resnet": {"k": 0.0}}
 
 
 def check_solver_name(name: str) -> str:
@@ -121,8 +187,52 @@ def check_solver_name(name: str) -> str:
     return name
 
 
-def solver(name: str, *, root_rtol: float = 1e-6, root_atol: float = 1e-6) -> diffrax.AbstractSolver:
-    """The diffrax solver called `name`.
+def check_solver_options(
+    name: str, options: Mapping[str, float] | Iterable[tuple[str, float]] = ()
+) -> tuple[tuple[str, float], ...]:
+    """Every option of solver `name`, defaults filled in, as sorted (option, value) pairs.
+
+    `options` is a mapping or (option, value) pairs, e.g. {"k": 0.5} for "lm_resnet"; values
+    must be finite real numbers. An option the solver does not take raises a ValueError
+    naming the ones it does. Solvers without options give ().
+
+    Example:
+        >>> check_solver_options("lm_resnet", {"k": 0.5})
+        (('k', 0.5),)
+    """
+    check_solver_name(name)
+    given = dict(options)
+    allowed = _OPTIONS.get(name, {})
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        if not allowed:
+            raise ValueError(f"Solver {name!r} takes no options, got {', '.join(map(repr, unknown))}.")
+        raise ValueError(
+            f"Unknown option {', '.join(map(repr, unknown))} for solver {name!r}. "
+            f"Its options are: {', '.join(allowed)}."
+        )
+    complete = {**allowed, **given}
+    for option, value in complete.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            raise ValueError(
+                f"Option {option}={value!r} of solver {name!r} must be a finite real number."
+            )
+        complete[option] = number
+    return tuple(sorted(complete.items()))
+
+
+def describe_solver(name: str, options: Iterable[tuple[str, float]] = ()) -> str:
+    """A label for a solver and its options, e.g. "lm_resnet (k=0.5)", or just the name."""
+    pairs = ", ".join(f"{option}={value:g}" for option, value in options)
+    return f"{name} ({pairs})" if pairs else name
+
+
+def solver(name: str, *, root_rtol: float = 1e-6, root_atol: float = 1e-6, **options) -> diffrax.AbstractSolver:
+    """The diffrax solver called `name`, with its options.
 
     Args:
         name: one of `SOLVERS`.
@@ -131,15 +241,18 @@ def solver(name: str, *, root_rtol: float = 1e-6, root_atol: float = 1e-6) -> di
             controller, which a fixed-step solve does not have. (diffrax's own `VeryChord`
             reports "diverged" on y' = cos(t) y with h = 0.25 in float64, so it is not used.) The defaults are reachable in float32; pass
             tighter ones (e.g. 1e-12) for float64 accuracy studies. Ignored by explicit solvers.
+        options: the solver's own parameters, e.g. k for "lm_resnet" (`check_solver_options`).
 
     Example:
         >>> deepest.solver("rk4")
         ClassicalRK4()
+        >>> deepest.solver("lm_resnet", k=0.5)
+        LMResNet(k=0.5)
     """
-    check_solver_name(name)
+    options = dict(check_solver_options(name, options))
     if name in _IMPLICIT:
         return _IMPLICIT[name](root_finder=optx.Chord(rtol=root_rtol, atol=root_atol))
-    return _EXPLICIT[name]()
+    return _EXPLICIT[name](**options)
 
 
 def supports_adaptive(name: str) -> bool:
@@ -149,6 +262,42 @@ def supports_adaptive(name: str) -> bool:
         return False
     tableau = getattr(method, "tableau", None)
     return tableau is None or bool(np.any(tableau.b_error != 0))
+
+
+# Evaluations of f at the start and per step of the solvers without a Butcher tableau in diffrax
+# (reversible Heun evaluates f(y_0) once to start its auxiliary state).
+_EVALUATIONS = {
+    "euler": (0, 1),
+    "semi_implicit_euler": (0, 1),  # each half of the partitioned field once
+    "leapfrog_midpoint": (0, 1),
+    "reversible_heun": (1, 1),
+    "lm_resnet": (0, 1),
+}
+
+
+def function_evaluations(name: str, num_steps):
+    """Evaluations of the vector field by `num_steps` steps (accepted plus rejected) of `name`.
+
+    An explicit Runge–Kutta method with s stages costs s per step, or s − 1 per step plus one
+    at the start when it is first-same-as-last (the last stage is the next step's first:
+    bosh3, tsit5, dopri5, dopri8). The two-step and partitioned methods cost one per step.
+    Adaptive solves add up to two for diffrax's choice of the first step, not counted. NaN for
+    implicit methods, whose cost depends on their root finder's iterations.
+    Works on NumPy or JAX step counts (diffrax's `stats["num_steps"]`).
+
+    Example:
+        >>> function_evaluations("rk4", 10), function_evaluations("tsit5", 10)
+        (40, 61)
+    """
+    check_solver_name(name)
+    if name in _IMPLICIT:
+        return num_steps * float("nan")
+    if name in _EVALUATIONS:
+        start, per_step = _EVALUATIONS[name]
+    else:
+        table = type(solver(name)).tableau
+        start, per_step = (1, table.num_stages - 1) if table.fsal else (0, table.num_stages)
+    return start + per_step * num_steps
 
 
 @dataclasses.dataclass(frozen=True)

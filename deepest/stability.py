@@ -11,15 +11,26 @@ every root has |μ| ≤ 1 and those on the unit circle are simple (the root cond
 - `leapfrog_midpoint`, on (y_{n−1}, y_n): y_{n+1} = y_{n−1} + 2z y_n, so π = μ² − 2zμ − 1.
 - `reversible_heun`, on (y_n, ŷ_n): ŷ_{n+1} = 2y_n − ŷ_n + zŷ_n and
   y_{n+1} = y_n + (z/2)(ŷ_n + ŷ_{n+1}); again π = μ² − 2zμ − 1.
+- `lm_resnet` with weight k, on (y_{n−1}, y_n): y_{n+1} = k y_{n−1} + (1 − k + z) y_n, so
+  π = μ² − (1 − k + z)μ − k. At z = 0 the roots are 1 and −k: zero-stable iff −1 < k ≤ 1
+  (`is_zero_stable`). On the real axis π(−1; z) = 2 − 2k + z, so a root leaves through
+  μ = −1 at z = −2(1 − k): the real-axis limit (−2 at k = 0, Euler). On the imaginary axis
+  the principal root is μ = 1 + z/(1 + k) + kz²/(1 + k)³ + O(z³), so |μ|² = 1 +
+  y²(1 − k)/(1 + k)³ + O(y³) at z = iy: no imaginary interval for k < 1, while at k = 1 π is
+  leapfrog's with z/2 in place of z, stable on the open segment (−2i, 2i).
 - `semi_implicit_euler` acts on partitioned systems q' = a p, p' = b q, whose eigenvalues are
   ±λ with λ² = ab. Here z means hλ: one step is q ← q + h a p, p ← p + h b q, and
   π = μ² − (2 + z²)μ + 1 depends on z² = h²ab only (not on how λ² splits into a and b).
   So z = iω h for the linear oscillator of frequency ω, and bounded iff hω < 2.
 
+Solvers with parameters take them as keyword options, the same ones `deepest.solver`
+takes: `growth_factor("lm_resnet", z, k=0.5)`. Every other solver takes none.
+
 References: Hairer & Wanner, Solving ODEs II (1996), IV.2–IV.3 (stability functions);
 Hairer, Nørsett & Wanner, Solving ODEs I (1993), III.3 (root condition, boundary locus);
 Kidger et al., "Efficient and accurate gradients for neural SDEs" (2021, arXiv:2105.13493),
-for reversible Heun.
+for reversible Heun; Lu, Zhong, Li & Dong, "Beyond finite layer neural networks" (2018,
+arXiv:1710.10121), for LM-ResNet.
 """
 
 import dataclasses
@@ -31,15 +42,17 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.polynomial import polynomial as poly
 
-from .solvers import butcher_tableau, check_solver_name
+from .solvers import butcher_tableau, check_solver_options
 
 # Step matrices of the two-step methods on the test problem, entry by entry as polynomials in z
-# (coefficients in ascending powers); see the module docstring for where each row comes from.
+# (coefficients in ascending powers), as functions of the solver's options; see the module
+# docstring for where each row comes from.
 _STEP_MATRICES = {
-    "leapfrog_midpoint": (((0.0,), (1.0,)), ((1.0,), (0.0, 2.0))),
-    "reversible_heun": (((1.0, 1.0), (0.0, 0.0, 0.5)), ((2.0,), (-1.0, 1.0))),
+    "leapfrog_midpoint": lambda: (((0.0,), (1.0,)), ((1.0,), (0.0, 2.0))),
+    "reversible_heun": lambda: (((1.0, 1.0), (0.0, 0.0, 0.5)), ((2.0,), (-1.0, 1.0))),
     # The symmetric split a = b = λ; the characteristic polynomial depends on z² only.
-    "semi_implicit_euler": (((1.0,), (0.0, 1.0)), ((0.0, 1.0), (1.0, 0.0, 1.0))),
+    "semi_implicit_euler": lambda: (((1.0,), (0.0, 1.0)), ((0.0, 1.0), (1.0, 0.0, 1.0))),
+    "lm_resnet": lambda k: (((0.0,), (1.0,)), ((k,), (1.0 - k, 1.0))),
 }
 
 
@@ -69,12 +82,20 @@ def _numerator_denominator(name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.poly(shifted), np.poly(tableau.A)
 
 
+def characteristic_polynomial(name: str, **options) -> CharacteristicPolynomial:
+    """π(μ; z) of the solver `name` on the linear test problem (see the module docstring).
+
+    Example:
+        >>> characteristic_polynomial("lm_resnet", k=0.5).coefficients.tolist()  # rows: μ⁰, μ¹, μ²
+        [[-0.5, 0.0], [-0.5, -1.0], [1.0, 0.0]]
+    """
+    return _characteristic_polynomial(name, check_solver_options(name, options))
+
+
 @functools.cache
-def characteristic_polynomial(name: str) -> CharacteristicPolynomial:
-    """π(μ; z) of the solver `name` on the linear test problem (see the module docstring)."""
-    check_solver_name(name)
+def _characteristic_polynomial(name: str, options: tuple[tuple[str, float], ...]) -> CharacteristicPolynomial:
     if name in _STEP_MATRICES:
-        (m00, m01), (m10, m11) = _STEP_MATRICES[name]
+        (m00, m01), (m10, m11) = _STEP_MATRICES[name](**dict(options))
         trace = poly.polyadd(m00, m11)
         determinant = poly.polysub(poly.polymul(m00, m11), poly.polymul(m01, m10))
         rows = [determinant, -trace, np.ones(1)]
@@ -130,11 +151,11 @@ def _as_complex(z, xp):
     return z.astype(xp.result_type(z.dtype, xp.complex64))
 
 
-def _roots(name: str, z):
+def _roots(name: str, z, options: dict):
     """The roots μ of π(μ; z), shape z.shape + (degree,). NumPy in, NumPy out; JAX likewise."""
     xp = jnp if _is_jax(z) else np
     z = _as_complex(z, xp)
-    coefficients = characteristic_polynomial(name).coefficients
+    coefficients = characteristic_polynomial(name, **options).coefficients
     c = [xp.polyval(row[::-1].astype(z.dtype), z) for row in coefficients]
     if len(c) == 2:
         return (-c[0] / c[1])[..., None]
@@ -142,27 +163,32 @@ def _roots(name: str, z):
     c0, c1, c2 = c
     root = xp.sqrt(c1 * c1 - 4 * c2 * c0)
     q = -0.5 * xp.where(xp.abs(c1 + root) >= xp.abs(c1 - root), c1 + root, c1 - root)
-    return xp.stack([q / c2, c0 / q], axis=-1)
+    # q = 0 only when c1 = c0 = 0: both roots are 0 (e.g. lm_resnet at k = 0, z = −1).
+    vanishing = q == 0
+    other = xp.where(vanishing, 0, c0 / xp.where(vanishing, 1, q))
+    return xp.stack([q / c2, other], axis=-1)
 
 
-def growth_factor(name: str, z):
+def growth_factor(name: str, z, **options):
     """Per-step amplification on the linear test problem: max |μ| over the roots of π(μ; z).
 
     For one-step methods this is |R(z)|; see the module docstring for what z means for
-    `semi_implicit_euler`. Accepts NumPy or JAX arrays (jit-compatible).
+    `semi_implicit_euler`. Accepts NumPy or JAX arrays (jit-compatible). `options` are the
+    solver's own, e.g. `growth_factor("lm_resnet", z, k=0.5)`.
     """
-    return abs(_roots(name, z)).max(axis=-1)
+    return abs(_roots(name, z, options)).max(axis=-1)
 
 
-def is_stable(name: str, z):
+def is_stable(name: str, z, **options):
     """Whether the solver is stable at z = hλ: its step matrix stays bounded under powers.
 
     That is the root condition: every root |μ| ≤ 1, and a root on the unit circle must be
     semisimple (a double root of a 2×2 step matrix M is, iff M = μI; otherwise M is a Jordan
     block and grows linearly). Rounding tolerances scale with the dtype's ε: |μ| ≤ 1 + 100ε,
-    and roots on the circle closer than 10√ε count as one double root.
+    and roots on the circle closer than 10√ε count as one double root. `options` as for
+    `growth_factor`.
     """
-    roots = _roots(name, z)
+    roots = _roots(name, z, options)
     xp = jnp if _is_jax(roots) else np
     eps = xp.finfo(roots.dtype).eps
     modulus = abs(roots)
@@ -171,35 +197,53 @@ def is_stable(name: str, z):
         return stable
     on_circle = (modulus >= 1 - 100 * eps).all(axis=-1)
     repeated = abs(roots[..., 0] - roots[..., 1]) <= 10 * xp.sqrt(eps)
-    deviation = _step_matrix(name, z) - roots[..., :1, None] * xp.eye(2)
+    deviation = _step_matrix(name, z, options) - roots[..., :1, None] * xp.eye(2)
     defective = abs(deviation).max(axis=(-2, -1)) > 10 * xp.sqrt(eps)
     return stable & ~(on_circle & repeated & defective)
 
 
-def _step_matrix(name: str, z):
+def _step_matrix(name: str, z, options: dict):
     """M(z) of a two-step method, shape z.shape + (2, 2)."""
     xp = jnp if _is_jax(z) else np
     z = _as_complex(z, xp)
-    rows = [xp.stack([xp.polyval(np.array(entry[::-1]), z) for entry in row], axis=-1) for row in _STEP_MATRICES[name]]
+    entries = _STEP_MATRICES[name](**dict(check_solver_options(name, options)))
+    rows = [xp.stack([xp.polyval(np.array(entry[::-1]), z) for entry in row], axis=-1) for row in entries]
     return xp.stack(rows, axis=-2)
 
 
-def real_axis_limit(name: str) -> float:
-    """The left end x < 0 of the stable real interval [x, 0]; −inf if the whole axis is stable."""
-    limit = _axis_limit(name, -1.0)
+def is_zero_stable(name: str, **options) -> bool:
+    """Whether the solver satisfies the root condition at z = 0 (h → 0 on any problem).
+
+    Every one-step method is (R(0) = 1); `lm_resnet` is iff −1 < k ≤ 1. Without it the
+    numerical solution of y' = 0 can grow (at k = −1 linearly, beyond geometrically) and
+    the method does not converge. Tolerances as in `is_stable`.
+
+    Example:
+        >>> is_zero_stable("lm_resnet", k=1.0), is_zero_stable("lm_resnet", k=-1.0)
+        (True, False)
+    """
+    return bool(is_stable(name, np.complex128(0.0), **options))
+
+
+def real_axis_limit(name: str, **options) -> float:
+    """The left end x < 0 of the stable real interval [x, 0]; −inf if the whole axis is stable.
+
+    0.0 if no interval (also when the method is not zero-stable). `options` as for
+    `growth_factor`: `real_axis_limit("lm_resnet", k=k)` is −2(1 − k).
+    """
+    limit = _axis_limit(name, -1.0, options)
     return -limit if limit else 0.0
 
 
-def imaginary_axis_limit(name: str) -> float:
+def imaginary_axis_limit(name: str, **options) -> float:
     """The largest y with [0, iy] stable: 0.0 if only the origin, inf for the whole axis."""
-    return _axis_limit(name, 1j)
+    return _axis_limit(name, 1j, options)
 
 
-def _axis_limit(name: str, direction: complex) -> float:
+def _axis_limit(name: str, direction: complex, options: dict) -> float:
     """sup{r ≥ 0 : z = s·direction is stable for all s ∈ [0, r]}."""
-    check_solver_name(name)
-    if characteristic_polynomial(name).degree > 1:
-        return _scanned_axis_limit(name, direction)
+    if characteristic_polynomial(name, **options).degree > 1:
+        return _scanned_axis_limit(name, direction, options)
     # |R| − 1 keeps its sign between crossings: one probe per interval decides it.
     edges = [0.0, *_one_step_crossings(name, direction)]
     probes = [(a + b) / 2 for a, b in zip(edges, edges[1:])] + [2 * edges[-1] + 1]
@@ -233,15 +277,18 @@ def _one_step_crossings(name: str, direction: complex) -> list[float]:
     return sorted(float(r) for r in real)
 
 
-def _scanned_axis_limit(name: str, direction: complex) -> float:
+def _scanned_axis_limit(name: str, direction: complex, options: dict) -> float:
     """First loss of stability along a ray, by scanning then bisecting (two-step methods).
 
     Their stable sets can lie on the preimage of the unit circle itself (leapfrog: the segment
     (−i, i)), where no sign change exists to root-find on. The scan steps 1e-3 up to 10 and
-    geometrically to 1e4; an instability before r = 1e-3 is reported at 0.
+    geometrically to 1e4; an instability at r = 0 (a method that is not zero-stable) or
+    before r = 1e-3 is reported at 0.
     """
+    if not is_stable(name, np.complex128(0.0), **options):
+        return 0.0
     radii = np.concatenate([np.linspace(0, 10, 10001)[1:], np.geomspace(10, 1e4, 3001)[1:]])
-    stable = is_stable(name, radii * direction)
+    stable = is_stable(name, radii * direction, **options)
     if stable.all():
         return float("inf")
     first = int(np.argmin(stable))
@@ -250,18 +297,19 @@ def _scanned_axis_limit(name: str, direction: complex) -> float:
     low, high = radii[first - 1], radii[first]
     for _ in range(60):
         middle = (low + high) / 2
-        low, high = (middle, high) if is_stable(name, np.complex128(middle * direction)) else (low, middle)
+        low, high = (middle, high) if is_stable(name, np.complex128(middle * direction), **options) else (low, middle)
     return float(low)
 
 
-def boundary_locus(name: str, num_points: int = 1024) -> np.ndarray:
+def boundary_locus(name: str, num_points: int = 1024, **options) -> np.ndarray:
     """Points z with a root μ = e^{iθ} of π(μ; z), for θ on a uniform grid of [0, 2π).
 
     For one-step methods these are exactly the boundary of {|R(z)| ≤ 1}; for two-step
-    methods the locus contains the boundary. Returns shape (num_points, branches): column b
-    follows one root continuously in θ (nearest-neighbour matching), ready for `plot`.
+    methods the locus contains the boundary (for `lm_resnet`, z(θ) = e^{iθ} − (1 − k) −
+    k e^{−iθ}). Returns shape (num_points, branches): column b follows one root continuously
+    in θ (nearest-neighbour matching), ready for `plot`. `options` as for `growth_factor`.
     """
-    coefficients = characteristic_polynomial(name).coefficients
+    coefficients = characteristic_polynomial(name, **options).coefficients
     powers = np.exp(1j * np.outer(np.linspace(0, 2 * np.pi, num_points, endpoint=False), np.arange(len(coefficients))))
     in_z = powers @ coefficients  # row θ: coefficients of the polynomial in z
     branches = in_z.shape[1] - 1

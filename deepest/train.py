@@ -20,9 +20,10 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from . import _stacking
+from . import _stacking, regularisers
 from .data import Dataset
 from .network import SolverNet
+from .solvers import function_evaluations
 
 OPTIMISERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
@@ -62,7 +63,8 @@ def _forward(model: SolverNet, xs, targets, task: str):
     """Mean loss and per-batch diagnostics from one batched solve.
 
     `solver_steps` is diffrax's count of attempted steps (accepted and rejected), averaged over
-    the batch: the layers of a fixed-step net, the cost of an adaptive one.
+    the batch: the layers of a fixed-step net, the cost of an adaptive one;
+    `function_evaluations` the evaluations of f they took (`deepest.solvers.function_evaluations`).
     """
     solution = jax.vmap(model.solve)(xs)
     final = solution.ys[:, -1]
@@ -76,6 +78,7 @@ def _forward(model: SolverNet, xs, targets, task: str):
         "max_state_norm": jnp.max(jnp.linalg.norm(final, axis=-1)),
         "solver_failures": jnp.sum(solution.result != diffrax.RESULTS.successful),
         "solver_steps": jnp.mean(solution.stats["num_steps"]),
+        "function_evaluations": jnp.mean(function_evaluations(model.solver, solution.stats["num_steps"])),
     }
     return loss, diagnostics
 
@@ -104,23 +107,39 @@ class TrainingResult:
     history: list
 
 
-def make_step(optimiser: optax.GradientTransformation, task: str, *, replicated: bool = False):
-    """The compiled training step (model, state, xs, targets) → (model, state, metrics).
+def make_step(optimiser: optax.GradientTransformation, task: str, *, replicated: bool = False, regularisation=()):
+    """The compiled training step (model, state, xs, targets, key) → (model, state, metrics).
 
     Compiles once per model structure and batch shape; NaN/Inf is left in the metrics for the
     caller to act on (no host check inside the step). `replicated=True` maps the step over a
     stack of models and optimiser states (leading axis) sharing one minibatch.
-    """
 
-    def step(model, state, xs, targets):
-        (loss, diagnostics), grads = eqx.filter_value_and_grad(_forward, has_aux=True)(model, xs, targets, task)
+    `regularisation` is a sequence of (name, weight, options): the step minimises
+    loss + Σ weight · regulariser(model, xs, **options) (`deepest.regularisers`); the metrics
+    keep "loss" (the task loss alone), each regulariser's unweighted value under its name and
+    their weighted sum as "regularisation". `key` draws the random regularisers' probes.
+    """
+    terms = tuple((name, weight, dict(options), regularisers.regulariser(name)) for name, weight, options in regularisation)
+
+    def objective(model, xs, targets, key):
+        loss, diagnostics = _forward(model, xs, targets, task)
+        values = {}
+        for index, (name, _, options, function) in enumerate(terms):
+            random = {"key": jax.random.fold_in(key, index)} if name in regularisers.RANDOM_REGULARISERS else {}
+            values[name] = function(model, xs, **options, **random)
+        penalty = sum((weight * values[name] for name, weight, _, _ in terms), jnp.zeros(()))
+        return loss + penalty, (loss, {**diagnostics, **values, "regularisation": penalty})
+
+    def step(model, state, xs, targets, key):
+        (_, (loss, diagnostics)), grads = eqx.filter_value_and_grad(objective, has_aux=True)(model, xs, targets, key)
         updates, new_state = optimiser.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
         new_model = eqx.apply_updates(model, updates)
         finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(eqx.filter(new_model, eqx.is_inexact_array))]))
         metrics = {"loss": loss, "gradient_norm": optax.tree.norm(grads), "finite_update": finite, **diagnostics}
         return new_model, new_state, metrics
 
-    return eqx.filter_jit(eqx.filter_vmap(step, in_axes=(eqx.if_array(0), eqx.if_array(0), None, None)) if replicated else step)
+    in_axes = (eqx.if_array(0), eqx.if_array(0), None, None, None)
+    return eqx.filter_jit(eqx.filter_vmap(step, in_axes=in_axes) if replicated else step)
 
 
 def make_evaluate(task: str, *, replicated: bool = False):
@@ -180,6 +199,8 @@ def fit(model: SolverNet, dataset: Dataset, optimiser: optax.GradientTransformat
         checkpoint_every, on_checkpoint: called as on_checkpoint(step, model, state) after
             every `checkpoint_every` steps.
         progress: show a tqdm bar (default: only on a terminal).
+        regularisation: (name, weight, options) triples added to the loss (`make_step`);
+            their probes are drawn from `key` and the step number, so resumed runs match.
 
     Returns:
         A `TrainingResult`.
@@ -225,13 +246,17 @@ def _fit(
     checkpoint_every: int | None = None,
     on_checkpoint: Callable[[int, SolverNet, optax.OptState], None] | None = None,
     progress: bool | None = None,
+    regularisation=(),
 ) -> list[TrainingResult]:
     """`fit` (replicas=None) and `fit_replicas` (replicas=R): one loop over a batch of models."""
     task, replicated, count = dataset.task, replicas is not None, replicas or 1
     user_throw = model.throw
     model = dataclasses.replace(model, throw=False)
     state = optimiser_state if optimiser_state is not None else init_state(optimiser, model, replicated=replicated)
-    step_fn, evaluate = make_step(optimiser, task, replicated=replicated), make_evaluate(task, replicated=replicated)
+    step_fn = make_step(optimiser, task, replicated=replicated, regularisation=regularisation)
+    evaluate = make_evaluate(task, replicated=replicated)
+    # Independent of the minibatch order, which folds the epoch into `key` itself.
+    probe_key = jax.random.split(key)[1]
     x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
     x_test, y_test = jnp.asarray(dataset.x_test), jnp.asarray(dataset.y_test)
     batch_size = min(batch_size, len(x_train))
@@ -261,7 +286,7 @@ def _fit(
 
     while step < num_steps and "completed" in statuses:
         batch = batch_indices(key, step, len(x_train), batch_size)
-        new_model, new_state, device_metrics = step_fn(model, state, x_train[batch], y_train[batch])
+        new_model, new_state, device_metrics = step_fn(model, state, x_train[batch], y_train[batch], jax.random.fold_in(probe_key, step))
         metrics = per_replica(device_metrics)
         refused = []
         for replica in range(count):

@@ -79,6 +79,13 @@ def test_more_bad_configs_are_refused_before_running(tmp_path):
         ({"discretisation": {"solver": "semi_implicit_euler"}}, "not separable"),
         ({"evaluation": {"solvers": ["rk4"]}}, "both given"),
         ({"data": {"seed": -1}}, r"\[0, 4294967296\)"),
+        ({"model": {"replicas": 0}}, "model.replicas"),
+        ({"discretisation": {"lm_resnet_k": 0.5}}, 'unless discretisation.solver = "lm_resnet"'),
+        ({"regularisation": {"kinetic_energy": -1.0}}, "non-negative weight"),
+        ({"regularisation": {"weight_smoothness": 0.1}}, "model.per_layer = true"),
+        ({"regularisation": {"spectral_penalty": 0.1}, "discretisation": {"num_steps": 0, "solver": "tsit5"}}, "fixed layer grid"),
+        ({"regularisation": {"local_error": 0.1}, "discretisation": {"solver": "reversible_heun"}}, "has an error estimate"),
+        ({"regularisation": {"margin": 1.0}}, "below 1"),
     ]:
         with pytest.raises(ConfigError, match=message):
             config.from_dict(table)
@@ -148,6 +155,15 @@ def test_interrupted_run_resumes_to_the_same_final_metrics(replicas, tmp_path, m
     # Records after the checkpoint (7 and the broken line) are dropped and written again.
     steps = [json.loads(line)["step"] for line in (directory / "metrics.jsonl").read_text().splitlines()]
     assert steps == [step for step in range(1, 10) for _ in range(replicas)]
+
+
+def test_regularisers_and_lm_resnet_from_the_config_reach_training(tmp_path):
+    path = _write(tmp_path, 'name = "regular"\n[data]\nname = "moons"\n[discretisation]\nsolver = "lm_resnet"\nlm_resnet_k = 0.5\n[regularisation]\nkinetic_energy = 0.1\nspectral_penalty = 1.0\n[analysis]\nio_jacobian = false\n')
+    summary = run_experiment(path, overrides=TINY, out=tmp_path / "runs", progress=False)[0]
+    final = summary["final"]
+    assert final["kinetic_energy"] > 0 and final["regularisation"] == pytest.approx(0.1 * final["kinetic_energy"] + final["spectral_penalty"], rel=1e-9)
+    assert final["function_evaluations"] == 10  # lm_resnet: one evaluation per step, 10 steps
+    assert summary["stability"]["solver_options"] == {"k": 0.5}
 
 
 def test_replicas_train_together_and_the_row_is_their_mean(tmp_path):

@@ -141,6 +141,9 @@ def _step(name, matrix, state):
     if name == "leapfrog_midpoint":  # state (y_{n−1}, y_n)
         new, *_ = method.step(LINEAR, H, 2 * H, second, matrix, (0.0, first), False)
         return jnp.concatenate([second, new])
+    if name == "lm_resnet":  # state (y_{n−1}, y_n), at the default k = 0
+        new, *_ = method.step(LINEAR, 0.0, H, second, matrix, first, False)
+        return jnp.concatenate([second, new])
     if name == "reversible_heun":  # state (y_n, ŷ_n)
         new, _, _, (new_hat, _), _ = method.step(LINEAR, 0.0, H, first, matrix, (second, matrix @ second), False)
         return jnp.concatenate([new, new_hat])

@@ -146,3 +146,22 @@ def test_a_diverging_replica_is_frozen_while_the_others_train_and_resumes_exactl
     assert [(r.status, r.diverged_at, r.steps) for r in resumed] == [(r.status, r.diverged_at, r.steps) for r in straight]
     for a, b in zip(_parameters(straight[0].model), _parameters(resumed[0].model)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_regularised_step_descends_the_loss_plus_the_weighted_regulariser():
+    net, xs, targets = _net(), jnp.asarray(MOONS.x_train[:8], jnp.float64), jnp.asarray(MOONS.y_train[:8])
+    optimiser, weight, rate = train.optimiser("sgd", 1e-2), 0.3, 1e-2
+    step = train.make_step(optimiser, "classification", regularisation=[("kinetic_energy", weight, {})])
+    new, _, metrics = step(net, optimiser.init(eqx.filter(net, eqx.is_inexact_array)), xs, targets, KEY)
+
+    def objective(model):
+        return train._forward(model, xs, targets, "classification")[0] + weight * dp.regularisers.kinetic_energy(model, xs)
+
+    expected = eqx.apply_updates(net, jax.tree.map(lambda g: -rate * g, eqx.filter_grad(objective)(net)))
+    # One SGD step is θ − η ∇(L + w R): the same float64 operations, to round-off.
+    for a, b in zip(_parameters(new), _parameters(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    energy = dp.regularisers.kinetic_energy(net, xs)
+    np.testing.assert_allclose(metrics["kinetic_energy"], energy, rtol=1e-12)
+    np.testing.assert_allclose(metrics["regularisation"], weight * energy, rtol=1e-12)
+    np.testing.assert_allclose(metrics["loss"], train._forward(net, xs, targets, "classification")[0], rtol=1e-12)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..network import SolverNet
-from ..solvers import MULTISTEP
+from ..solvers import MULTISTEP, describe_solver
 from .gradients import GradientNorms, InputOutputSpectrum, gradient_norms, io_jacobian_singular_values
 from .spectra import JacobianSpectrum, jacobian_spectrum
 
@@ -75,6 +75,7 @@ class StabilityReport:
     def _headline(self) -> dict:
         return {
             "solver": self.spectrum.solver,
+            "solver_options": dict(self.spectrum.solver_options),
             "step_size": self.spectrum.step_size,
             "num_layers": int(self.spectrum.eigenvalues.shape[1]),
             "fraction_outside": self.fraction_outside,
@@ -95,7 +96,7 @@ class StabilityReport:
         """A compact text summary, one finding per line."""
         values = self._headline()
         lines = [
-            f"Stability report: {values['solver']}, {values['num_layers']} layers, h = {values['step_size']:.4g}",
+            f"Stability report: {describe_solver(self.spectrum.solver, self.spectrum.solver_options)}, {values['num_layers']} layers, h = {values['step_size']:.4g}",
             f"  h·λ outside the region: {self.fraction_outside:.1%} overall, "
             f"{np.max(self.fraction_outside_per_layer):.1%} in the worst layer",
             f"  largest growth factor: {self.max_growth:.4f}   max Re λ: {values['max_spectral_abscissa']:.4f}"

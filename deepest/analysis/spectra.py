@@ -58,6 +58,8 @@ class JacobianSpectrum(eqx.Module):
         step_size: h.
         solver: the net's solver, whose region `growth` and `outside` refer to.
         method: "dense" or "matrix_free".
+        solver_options: the net's solver options, (option, value) pairs: the region is that
+            of these parameters (for "lm_resnet", of the net's k).
     """
 
     eigenvalues: Complex[Array, "batch steps k"]
@@ -66,6 +68,7 @@ class JacobianSpectrum(eqx.Module):
     step_size: float = eqx.field(static=True)
     solver: str = eqx.field(static=True)
     method: str = eqx.field(static=True)
+    solver_options: tuple[tuple[str, float], ...] = eqx.field(static=True, default=())
 
     @property
     def scaled(self) -> Complex[Array, "batch steps k"]:
@@ -76,12 +79,12 @@ class JacobianSpectrum(eqx.Module):
     def growth(self) -> Float[Array, "batch steps k"]:
         """The solver's per-step growth factor at h·λ: |R(hλ)| for one-step methods, the
         largest root of the characteristic polynomial for the others (`deepest.stability`)."""
-        return stability.growth_factor(self.solver, self.scaled)
+        return stability.growth_factor(self.solver, self.scaled, **dict(self.solver_options))
 
     @property
     def outside(self) -> Bool[Array, "batch steps k"]:
         """Whether h·λ lies outside the solver's stability region (False for NaN entries)."""
-        return ~stability.is_stable(self.solver, self.scaled) & self.finite
+        return ~stability.is_stable(self.solver, self.scaled, **dict(self.solver_options)) & self.finite
 
     @property
     def finite(self) -> Bool[Array, "batch steps k"]:
@@ -186,6 +189,7 @@ def jacobian_spectrum(
         step_size=net.step_size,
         solver=net.solver,
         method=method,
+        solver_options=net.solver_options,
     )
 
 

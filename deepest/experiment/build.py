@@ -42,6 +42,7 @@ def network(config: ExperimentConfig, dataset: data.Dataset, *, replica: int = 0
     return SolverNet(
         field,
         solver=steps.solver,
+        solver_options={"k": steps.lm_resnet_k} if steps.solver == "lm_resnet" else None,
         t1=steps.t1,
         num_steps=steps.num_steps or None,
         rtol=steps.rtol,

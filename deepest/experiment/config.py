@@ -8,6 +8,7 @@ the value and what is allowed.
     [data]            dataset and split          [training]    optimiser, steps, batches
     [model]           the vector field           [evaluation]  other discretisations to test at
     [discretisation]  solver, steps, adjoint     [analysis]    stability report settings
+    [regularisation]  weights of the regularisers added to the loss
     [sweep]           grid / zip over dotted keys (expanded by `deepest.experiment.sweep`)
 """
 
@@ -21,7 +22,7 @@ import typing
 from ..data import DATASETS
 from ..fields import ACTIVATIONS
 from ..network import ADJOINTS
-from ..solvers import PARTITIONED, SOLVERS, supports_adaptive
+from ..solvers import MULTISTEP, PARTITIONED, SOLVERS, supports_adaptive
 from ..train import OPTIMISERS, SCHEDULES
 
 FIELDS = ("mlp", "linear")
@@ -92,6 +93,7 @@ class DiscretisationConfig:
     rtol: float = 1e-3
     atol: float = 1e-6
     adjoint: str = "recursive_checkpoint"
+    lm_resnet_k: float = 0.0  # lm_resnet: y_{k+1} = (1 − k) y_k + k y_{k−1} + h f (0: Euler)
 
     def __post_init__(self):
         _require(self.solver in SOLVERS, "discretisation.solver", self.solver, f"one of {', '.join(SOLVERS)}")
@@ -104,6 +106,8 @@ class DiscretisationConfig:
         # The config's fields (mlp, linear) are not partitioned q' = f(p), p' = g(q) systems.
         _require(self.solver not in PARTITIONED, "discretisation.solver", self.solver, "not a partitioned solver: the config's fields are not separable")
         _require(self.adjoint in ADJOINTS, "discretisation.adjoint", self.adjoint, f"one of {', '.join(ADJOINTS)}")
+        if self.lm_resnet_k != 0:
+            _require(self.solver == "lm_resnet", "discretisation.lm_resnet_k", self.lm_resnet_k, "0 unless discretisation.solver = \"lm_resnet\"")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,20 +166,65 @@ class AnalysisConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RegularisationConfig:
+    """Weights of the regularisers added to the loss (`deepest.regularisers`; 0 = off)."""
+
+    kinetic_energy: float = 0.0  # ∫‖f‖² dt on the layer grid
+    jacobian_frobenius: float = 0.0  # ∫‖∂f/∂y‖_F² dt, Hutchinson estimate
+    weight_smoothness: float = 0.0  # Σ‖θ_{k+1} − θ_k‖²/h (model.per_layer = true)
+    spectral_penalty: float = 0.0  # relu(growth(hλ) − 1 + margin)²: h·λ pushed into the region
+    local_error: float = 0.0  # Σ‖embedded error estimate‖² (solvers with an error estimate)
+    num_probes: int = 1  # Hutchinson probes per sample and layer
+    margin: float = 0.0  # spectral_penalty: growth factors above 1 − margin are penalised
+    local_error_steps: int = 10  # local_error of an adaptive net: the grid it re-steps on
+
+    def __post_init__(self):
+        for name in WEIGHTS:
+            _require(getattr(self, name) >= 0, f"regularisation.{name}", getattr(self, name), "a non-negative weight (0: off)")
+        _require(self.num_probes >= 1, "regularisation.num_probes", self.num_probes, "a positive integer")
+        _require(self.local_error_steps >= 1, "regularisation.local_error_steps", self.local_error_steps, "a positive integer")
+        _require(self.margin < 1, "regularisation.margin", self.margin, "a number below 1 (growth factors above 1 − margin are penalised)")
+
+    def terms(self, adaptive: bool) -> tuple:
+        """(name, weight, options) of the regularisers switched on, for `deepest.train`."""
+        options = {
+            "jacobian_frobenius": {"num_probes": self.num_probes},
+            "spectral_penalty": {"margin": self.margin},
+            "local_error": {"num_steps": self.local_error_steps} if adaptive else {},
+        }
+        return tuple((name, getattr(self, name), options.get(name, {})) for name in WEIGHTS if getattr(self, name) > 0)
+
+
+# The regulariser weights of RegularisationConfig, in the order they are added.
+WEIGHTS = ("kinetic_energy", "jacobian_frobenius", "weight_smoothness", "spectral_penalty", "local_error")
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment: one run (a sweep expands into many of these)."""
 
     name: str = "experiment"  # the runs go to <out>/<name>/
     description: str = ""
-
-    def __post_init__(self):
-        _require(re.fullmatch(r"[A-Za-z0-9_\-]+", self.name) is not None, "name", self.name, "letters, digits, _ and - only (it names a directory)")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     discretisation: DiscretisationConfig = DiscretisationConfig()
     training: TrainingConfig = TrainingConfig()
+    regularisation: RegularisationConfig = RegularisationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+
+    def __post_init__(self):
+        _require(re.fullmatch(r"[A-Za-z0-9_\-]+", self.name) is not None, "name", self.name, "letters, digits, _ and - only (it names a directory)")
+        # Checks that involve two tables.
+        regularisation, adaptive = self.regularisation, self.discretisation.num_steps == 0
+        if regularisation.weight_smoothness > 0:
+            _require(self.model.per_layer, "regularisation.weight_smoothness", regularisation.weight_smoothness, "0 unless model.per_layer = true (it compares the weights of adjacent layers)")
+        for name in ("kinetic_energy", "jacobian_frobenius", "spectral_penalty"):
+            if getattr(regularisation, name) > 0:
+                _require(not adaptive, f"regularisation.{name}", getattr(regularisation, name), "0 for adaptive nets (discretisation.num_steps = 0): it is measured on the fixed layer grid")
+        if regularisation.local_error > 0:
+            embedded = [solver for solver in SOLVERS if supports_adaptive(solver) and solver not in MULTISTEP]
+            _require(self.discretisation.solver in embedded, "regularisation.local_error", regularisation.local_error, f"0 unless discretisation.solver has an error estimate: one of {', '.join(embedded)}")
 
 
 def _check_type(key: str, value, annotation):

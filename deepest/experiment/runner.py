@@ -83,6 +83,7 @@ def run_one(config: config_module.ExperimentConfig, root, *, progress: bool | No
         checkpoint_every=spec.checkpoint_every,
         on_checkpoint=lambda step, model, opt_state: rundir.save_checkpoint(directory, step, model, opt_state),
         progress=progress,
+        regularisation=config.regularisation.terms(adaptive=config.discretisation.num_steps == 0),
     )
     if replicated:
         # Replicas that diverged before the checkpoint stay frozen, as in an uninterrupted run.
