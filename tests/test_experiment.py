@@ -76,7 +76,7 @@ def test_more_bad_configs_are_refused_before_running(tmp_path):
         ({"training": {"learning_rate": float("inf")}}, "a finite number"),
         ({"training": {"warmup_steps": 400}}, r"in \[0, num_steps = 400\)"),
         ({"name": "../up"}, "names a directory"),
-        ({"discretisation": {"solver": "semi_implicit_euler"}}, "not separable"),
+        ({"discretisation": {"solver": "semi_implicit_euler"}}, "only for the separable"),
         ({"evaluation": {"solvers": ["rk4"]}}, "both given"),
         ({"data": {"seed": -1}}, r"\[0, 4294967296\)"),
         ({"model": {"replicas": 0}}, "model.replicas"),
@@ -89,6 +89,10 @@ def test_more_bad_configs_are_refused_before_running(tmp_path):
     ]:
         with pytest.raises(ConfigError, match=message):
             config.from_dict(table)
+    odd = _write(tmp_path, '[data]\nname = "moons"\n[model]\nfield = "hamiltonian"\naugment = 1\n', "odd.toml")
+    with pytest.raises(ConfigError, match="choose model.augment = 2"):
+        run_experiment(odd, out=tmp_path / "odd")
+    assert not (tmp_path / "odd").exists()
     path = _write(tmp_path, '[sweep.grid]\n"training.seed" = [0, 1]\n')
     with pytest.raises(ConfigError, match="drop the sweep"):
         config.load(path, ["training.seed=3"])

@@ -1,4 +1,5 @@
-"""Analysis of solver-networks as dynamical systems: spectra, gradients, Lyapunov exponents.
+"""Analysis of solver-networks as dynamical systems: spectra, gradients, Lyapunov exponents,
+energy drift and reversibility.
 
 Every function is pure, takes a model and data, and returns a named result (an eqx.Module
 with documented fields).
@@ -21,3 +22,7 @@ from .lyapunov import layer_lyapunov_spectrum as layer_lyapunov_spectrum
 from .lyapunov import lyapunov_spectrum as lyapunov_spectrum
 from .report import StabilityReport as StabilityReport
 from .report import stability_report as stability_report
+from .structure import EnergyDrift as EnergyDrift
+from .structure import Reversibility as Reversibility
+from .structure import energy_drift as energy_drift
+from .structure import reversibility_error as reversibility_error

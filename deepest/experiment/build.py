@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from .. import data, fields, train
 from ..encoders import ZeroAugmentation
 from ..network import SolverNet
-from .config import ExperimentConfig
+from .config import SPLIT_FIELDS, ConfigError, ExperimentConfig
 
 
 def dataset(config: ExperimentConfig) -> data.Dataset:
@@ -28,9 +28,24 @@ def network(config: ExperimentConfig, dataset: data.Dataset, *, replica: int = 0
     state_dim = dataset.input_dim + model.augment
     field_key, readout_key = jax.random.split(jax.random.PRNGKey(model.seed + replica))
 
+    if model.field in SPLIT_FIELDS and state_dim % 2:
+        raise ConfigError(
+            f"model.field = {model.field!r} splits the state into two halves, but {dataset.name!r} has "
+            f"{dataset.input_dim} inputs and model.augment = {model.augment} makes the state {state_dim}-dimensional: "
+            f"choose model.augment = {model.augment + 1} (or another value giving an even state)."
+        )
+
     def one_field(key):
         if model.field == "linear":
             return fields.Linear(-model.scale * jnp.eye(state_dim))
+        if model.field == "antisymmetric":
+            return fields.Antisymmetric(state_dim, gamma=model.gamma, activation=model.activation, key=key)
+        if model.field == "hamiltonian":
+            return fields.Hamiltonian(state_dim, activation=model.activation, key=key)
+        if model.field == "parabolic":
+            return fields.Parabolic(state_dim, model.width, activation=model.activation, key=key)
+        if model.field == "second_order":
+            return fields.SecondOrder(state_dim, stiffness=model.stiffness, damping=model.damping, activation=model.activation, key=key)
         return fields.MLP(state_dim, model.width, model.depth, activation=model.activation, time_input=model.time_input, key=key)
 
     if model.per_layer:

@@ -25,7 +25,9 @@ from ..network import ADJOINTS
 from ..solvers import MULTISTEP, PARTITIONED, SOLVERS, supports_adaptive
 from ..train import OPTIMISERS, SCHEDULES
 
-FIELDS = ("mlp", "linear")
+FIELDS = ("mlp", "linear", "antisymmetric", "hamiltonian", "parabolic", "second_order")
+# The fields whose state is two halves, (Y, Z) or (x, v): the state dimension must be even.
+SPLIT_FIELDS = ("hamiltonian", "second_order")
 # Seeds go to NumPy, scikit-learn and jax.random.PRNGKey, which all take [0, 2³²).
 _SEEDS = f"an integer in [0, {2**32})"
 
@@ -70,6 +72,9 @@ class ModelConfig:
     per_layer: bool = False  # distinct weights per layer (a PerLayer field on the step grid)
     augment: int = 2  # zero dimensions appended to the input
     scale: float = 1.0  # linear: the matrix starts at −scale·I (eigenvalues h·λ = −scale·h)
+    gamma: float = 0.0  # antisymmetric: f = σ((W − Wᵀ − γI) y + b)
+    stiffness: float = 1.0  # second_order: v' = σ(W x + V v + b) − stiffness·x − damping·v
+    damping: float = 0.0
     seed: int = 0
     replicas: int = 1  # seeds seed … seed + replicas − 1, trained together in one vmapped step
 
@@ -79,6 +84,8 @@ class ModelConfig:
         _require(self.depth >= 0, "model.depth", self.depth, "a non-negative integer")
         _require(self.activation in ACTIVATIONS, "model.activation", self.activation, f"one of {', '.join(ACTIVATIONS)}")
         _require(self.augment >= 0, "model.augment", self.augment, "a non-negative integer")
+        for name in ("gamma", "stiffness", "damping"):
+            _require(getattr(self, name) >= 0, f"model.{name}", getattr(self, name), "a non-negative number")
         _require(0 <= self.seed < 2**32, "model.seed", self.seed, _SEEDS)
         _require(1 <= self.replicas <= 2**32 - self.seed, "model.replicas", self.replicas, "a positive integer (with seed + replicas ≤ 2^32)")
 
@@ -103,8 +110,6 @@ class DiscretisationConfig:
             _require(self.solver in adaptive, "discretisation.solver", self.solver, f"with num_steps = 0 (adaptive), one of {', '.join(adaptive)}")
         _require(self.t1 > 0, "discretisation.t1", self.t1, "a positive number")
         _require(self.rtol > 0 and self.atol > 0, "discretisation.rtol/atol", (self.rtol, self.atol), "positive numbers")
-        # The config's fields (mlp, linear) are not partitioned q' = f(p), p' = g(q) systems.
-        _require(self.solver not in PARTITIONED, "discretisation.solver", self.solver, "not a partitioned solver: the config's fields are not separable")
         _require(self.adjoint in ADJOINTS, "discretisation.adjoint", self.adjoint, f"one of {', '.join(ADJOINTS)}")
         if self.lm_resnet_k != 0:
             _require(self.solver == "lm_resnet", "discretisation.lm_resnet_k", self.lm_resnet_k, "0 unless discretisation.solver = \"lm_resnet\"")
@@ -216,6 +221,9 @@ class ExperimentConfig:
     def __post_init__(self):
         _require(re.fullmatch(r"[A-Za-z0-9_\-]+", self.name) is not None, "name", self.name, "letters, digits, _ and - only (it names a directory)")
         # Checks that involve two tables.
+        if self.discretisation.solver in PARTITIONED:
+            separable = self.model.field == "hamiltonian" and not self.model.per_layer
+            _require(separable, "discretisation.solver", self.discretisation.solver, "a partitioned solver only for the separable model.field = \"hamiltonian\" (without per_layer)")
         regularisation, adaptive = self.regularisation, self.discretisation.num_steps == 0
         if regularisation.weight_smoothness > 0:
             _require(self.model.per_layer, "regularisation.weight_smoothness", regularisation.weight_smoothness, "0 unless model.per_layer = true (it compares the weights of adjacent layers)")

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _stacking, train
 from ..analysis import stability_report
+from ..fields import AbstractSeparableField
 from ..solvers import PARTITIONED, supports_adaptive
 from . import build, config as config_module, rundir
 
@@ -24,7 +25,8 @@ from . import build, config as config_module, rundir
 def _evaluate(net, dataset, solver: str, num_steps: int) -> dict:
     """Test loss and accuracy of the trained field under another discretisation."""
     entry = {"solver": solver, "num_steps": num_steps}
-    if (num_steps == 0 and not supports_adaptive(solver)) or solver in PARTITIONED:
+    separable = isinstance(net.field, AbstractSeparableField)
+    if (num_steps == 0 and not supports_adaptive(solver)) or (solver in PARTITIONED and not separable):
         return {**entry, "test_loss": None, "test_accuracy": None, "note": "not applicable to this field/solver"}
     variant = net.with_solver(solver, num_steps=num_steps or None, throw=False)
     loss, diagnostics = train.make_evaluate(dataset.task)(variant, dataset.x_test, dataset.y_test)
