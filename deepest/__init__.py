@@ -11,6 +11,7 @@ from . import data as data
 from . import encoders as encoders
 from . import fields as fields
 from . import regularisers as regularisers
+from . import robustness as robustness
 from . import solvers as solvers
 from . import stability as stability
 from .network import ADJOINTS as ADJOINTS
