@@ -27,7 +27,6 @@ neural differential equations by regularizing internal solver heuristics" (2021,
 arXiv:2105.03918).
 """
 
-import dataclasses
 from collections.abc import Callable
 
 import diffrax
@@ -37,10 +36,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import stability
-from .analysis._layers import check_batch, layer_step, layer_times
+from .analysis._layers import check_batch, layer_step, layer_times, solver_step_with_error
 from .fields import PerLayer
 from .network import SolverNet
-from .solvers import MULTISTEP, SOLVERS, solver, supports_adaptive
+from .solvers import MULTISTEP, SOLVERS, supports_adaptive
 
 PROBES = ("rademacher", "gaussian")
 
@@ -269,18 +268,7 @@ def spectral_penalty(net: SolverNet, xs, *, margin: float = 0.0) -> Float[Array,
 def _embedded_step(net: SolverNet, t, t_next, y):
     """One step of the net's solver from (t, y) to t_next: the new state and the embedded
     error estimate `y_error`."""
-    method = solver(net.solver, root_rtol=net.root_rtol, root_atol=net.root_atol)
-    if isinstance(method, diffrax.AbstractRungeKutta):
-        # The "bounded" stage loop gives the same numbers as diffrax's default checkpointed
-        # one and supports forward-mode derivatives too (as in `layer_step`).
-        method = dataclasses.replace(method, scan_kind="bounded")
-    terms = diffrax.ODETerm(net.field)
-    t, t_next = jnp.asarray(t), jnp.asarray(t_next)
-    # A fresh solver state: first-same-as-last solvers recompute f(t, y), so the step
-    # depends on y alone, exactly as in the net's own solve.
-    solver_state = method.init(terms, t, t_next, y, None)
-    y_next, y_error, *_ = method.step(terms, t, t_next, y, None, solver_state, made_jump=False)
-    return y_next, y_error
+    return solver_step_with_error(net.solver, net.field, t, t_next, y, root_rtol=net.root_rtol, root_atol=net.root_atol)
 
 
 def local_error(net: SolverNet, xs, *, num_steps: int | None = None) -> Float[Array, ""]:

@@ -83,6 +83,12 @@ def solver_step(name: str, field, t, t_next, y, *, root_rtol: float = 1e-6, root
     `field` is any callable field(t, y) (an `AbstractVectorField` or a plain function); the
     partitioned `semi_implicit_euler` needs an `AbstractSeparableField`.
     """
+    return solver_step_with_error(name, field, t, t_next, y, root_rtol=root_rtol, root_atol=root_atol)[0]
+
+
+def solver_step_with_error(name: str, field, t, t_next, y, *, root_rtol: float = 1e-6, root_atol: float = 1e-6):
+    """`solver_step` and the solver's embedded local error estimate of that step (diffrax's
+    `y_error`; None for solvers without one)."""
     # Array times: the implicit solvers' closure-converted root find refuses Python floats.
     t, t_next = jnp.asarray(t), jnp.asarray(t_next)
     method = solver(name, root_rtol=root_rtol, root_atol=root_atol)
@@ -99,7 +105,7 @@ def solver_step(name: str, field, t, t_next, y, *, root_rtol: float = 1e-6, root
     # A fresh solver state: first-same-as-last solvers recompute f(t_k, y_k) from y_k, so
     # the map (and its derivative) depends on y_k only, exactly as in a chained solve.
     solver_state = method.init(terms, t, t_next, state, None)
-    next_state, *_ = method.step(terms, t, t_next, state, None, solver_state, made_jump=False)
+    next_state, error, *_ = method.step(terms, t, t_next, state, None, solver_state, made_jump=False)
     if name in PARTITIONED:
-        return jnp.concatenate(next_state)
-    return next_state
+        return jnp.concatenate(next_state), None
+    return next_state, error
