@@ -36,6 +36,17 @@ def test_unknown_key_names_the_closest_valid_one(tmp_path):
         config.from_dict({"trainng": {}})
 
 
+def test_robustness_settings_are_checked_before_anything_runs():
+    with pytest.raises(ConfigError, match=r"analysis.robustness = True is not allowed: false for the regression dataset"):
+        config.from_dict({"data": {"name": "regression"}, "analysis": {"robustness": True}})
+    with pytest.raises(ConfigError, match=r"analysis.attack = 'cw' is not allowed: one of fgsm, pgd"):
+        config.from_dict({"analysis": {"attack": "cw"}})
+    with pytest.raises(ConfigError, match=r"analysis.epsilons = \(0.1, -0.1\) is not allowed: a non-empty list of non-negative budgets"):
+        config.from_dict({"analysis": {"epsilons": [0.1, -0.1]}})
+    with pytest.raises(ConfigError, match=r"analysis.attack_norm = 'l1' is not allowed: one of linf, l2"):
+        config.from_dict({"analysis": {"attack_norm": "l1"}})
+
+
 def test_wrong_type_and_range_name_key_value_and_what_is_allowed():
     with pytest.raises(ConfigError, match=r"training.num_steps = 'ten' is not allowed: expected int, got str"):
         config.from_dict({"training": {"num_steps": "ten"}})
@@ -171,8 +182,10 @@ def test_regularisers_and_lm_resnet_from_the_config_reach_training(tmp_path):
 
 
 def test_replicas_train_together_and_the_row_is_their_mean(tmp_path):
-    path = _write(tmp_path, 'name = "seeds"\n[data]\nname = "moons"\n[model]\nreplicas = 3\nseed = 5\n[analysis]\nio_jacobian = false\ngradients = false\n')
-    summary = run_experiment(path, overrides=TINY, out=tmp_path / "runs", progress=False)[0]
+    robustness = "robustness = true\nepsilons = [0.0, 0.5]\npgd_steps = 3\n"
+    path = _write(tmp_path, f'name = "seeds"\n[data]\nname = "moons"\n[model]\nreplicas = 3\nseed = 5\n[analysis]\nio_jacobian = false\ngradients = false\n{robustness}')
+    # The attacks see the whole test split (13 samples), as the evaluation does.
+    summary = run_experiment(path, overrides=[*TINY, "analysis.num_samples=64"], out=tmp_path / "runs", progress=False)[0]
     replicas = summary["replicas"]
     assert [entry["seed"] for entry in replicas] == [5, 6, 7]
     assert all(entry["status"] == "completed" for entry in replicas) and summary["status"] == "completed"
@@ -180,6 +193,17 @@ def test_replicas_train_together_and_the_row_is_their_mean(tmp_path):
     assert summary["final"]["test_accuracy"] == pytest.approx(sum(accuracies) / 3, rel=1e-12)
     outside = [entry["stability"]["fraction_outside"] for entry in replicas]
     assert summary["stability"]["fraction_outside"] == pytest.approx(sum(outside) / 3, rel=1e-12)
+    # Robustness per replica: at ε = 0 PGD returns the input, so robust = clean accuracy, which
+    # is the test accuracy the training loop measured on the same samples by another path.
+    for entry in replicas:
+        attacked = entry["robustness"]
+        assert attacked["robust_accuracy"][0] == attacked["clean_accuracy"] == pytest.approx(entry["final"]["test_accuracy"], abs=1e-6)
+        assert attacked["robust_accuracy"][1] <= attacked["clean_accuracy"] and attacked["rho_deepfool"] > 0
+    per_budget = [sum(entry["robustness"]["robust_accuracy"][index] for entry in replicas) / 3 for index in range(2)]
+    assert summary["robustness"]["robust_accuracy"] == pytest.approx(per_budget, rel=1e-12)
+    header, rows = collect(tmp_path / "runs" / "seeds")
+    assert rows[0][header.index("robust@0.5")] == pytest.approx(per_budget[1], rel=1e-12)
+    assert rows[0][header.index("robust_accuracy")] == pytest.approx(sum(per_budget) / 2, rel=1e-12)
     figures = tmp_path / "runs" / "seeds" / summary["run_id"] / "figures"
     assert {path.name for path in figures.iterdir()} == {f"stability_report_replica{index}.png" for index in range(3)}
     assert cli.main(["report", str(figures.parent)]) == 0 and (figures / "training.png").exists()

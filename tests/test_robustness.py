@@ -24,6 +24,7 @@ from deepest.robustness import (
     pgd,
     predict,
     robust_accuracy,
+    robustness_summary,
 )
 
 KEY = jax.random.PRNGKey(0)
@@ -338,6 +339,31 @@ def test_linear_field_growth_and_worst_growth_are_the_matrix_power():
     np.testing.assert_allclose(worst.growth, np.linalg.norm(powers[-1], 2), rtol=1e-10)
     bound = gronwall_bound(net, XS[:3, :3])
     np.testing.assert_allclose(bound.discrete, np.linalg.norm(step, 2) ** 5, rtol=1e-12)
+
+
+def test_robustness_summary_of_a_linear_net_matches_the_affine_closed_forms():
+    # Euler on y' = 0.2·L y, then the score wᵀy + b: an affine classifier f(x) = vᵀx + b with
+    # v = ((I + 0.2L)^5)ᵀ w, so every number has its closed form (see the affine tests above).
+    readout_weights = WEIGHTS[:3]
+    net = eqx.tree_at(lambda n: n.readout, linear_net(0.2 * LINEAR), lambda y: y @ readout_weights + BIAS, is_leaf=lambda x: x is None)
+    power = np.linalg.matrix_power(np.eye(3) + 0.2 * LINEAR, 5)
+    effective = power.T @ readout_weights
+    xs, labels = XS[:, :3], LABELS  # labels of another classifier: some samples start misclassified
+    scores = xs @ effective + BIAS
+    epsilons = [0.05, 0.2]
+    summary = robustness_summary(net, xs, labels, epsilons=epsilons, pgd_steps=5, fgsm_high=20.0, key=KEY)
+    correct = (scores > 0) == labels
+    threshold = np.abs(scores) / np.linalg.norm(effective, 1)  # FGSM's (and L∞ PGD's) flip budget
+    assert summary["clean_accuracy"] == np.mean(correct)
+    assert summary["robust_accuracy"] == [np.mean(correct & (threshold > epsilon)) for epsilon in epsilons]
+    norms = np.linalg.norm(xs, axis=1)
+    # DeepFool: one projection (1 + 0.02 overshoot) onto f = 0; FGSM: the corner at the threshold,
+    # ‖r‖₂ = ε*·√3, bisected to (20 / 2^16) relative to ε* ≈ 0.1–1: rtol 1e-3 covers it.
+    deepfool_ratio = np.mean(1.02 * np.abs(scores) / np.linalg.norm(effective) / norms)
+    np.testing.assert_allclose(summary["rho_deepfool"], deepfool_ratio, rtol=1e-9)
+    np.testing.assert_allclose(summary["rho_fgsm"], np.mean(threshold * np.sqrt(3) / norms), rtol=1e-3)
+    assert summary["fgsm_flipped"] == summary["deepfool_flipped"] == 1.0
+    np.testing.assert_allclose(summary["growth_bound"], np.linalg.norm(np.eye(3) + 0.2 * LINEAR, 2) ** 5, rtol=1e-12)
 
 
 def test_continuous_bound_holds_for_the_exact_flow_of_a_linear_field():

@@ -7,7 +7,7 @@ the value and what is allowed.
 
     [data]            dataset and split          [training]    optimiser, steps, batches
     [model]           the vector field           [evaluation]  other discretisations to test at
-    [discretisation]  solver, steps, adjoint     [analysis]    stability report settings
+    [discretisation]  solver, steps, adjoint     [analysis]    stability report, attacks
     [regularisation]  weights of the regularisers added to the loss
     [sweep]           grid / zip over dotted keys (expanded by `deepest.experiment.sweep`)
 """
@@ -22,6 +22,7 @@ import typing
 from ..data import DATASETS
 from ..fields import ACTIVATIONS
 from ..network import ADJOINTS
+from ..robustness import ATTACKS, NORMS
 from ..solvers import MULTISTEP, PARTITIONED, SOLVERS, supports_adaptive
 from ..train import OPTIMISERS, SCHEDULES
 
@@ -165,9 +166,18 @@ class AnalysisConfig:
     io_jacobian: bool = True  # input–output singular values and finite-time Lyapunov exponents
     num_samples: int = 64
     figures: bool = True
+    robustness: bool = False  # attacks on the same samples (`deepest.robustness.robustness_summary`)
+    epsilons: tuple[float, ...] = (0.05, 0.1, 0.2)  # robust accuracy at these budgets (input units)
+    attack: str = "pgd"
+    attack_norm: str = "linf"
+    pgd_steps: int = 10
 
     def __post_init__(self):
         _require(self.num_samples >= 1, "analysis.num_samples", self.num_samples, "a positive integer")
+        _require(len(self.epsilons) >= 1 and all(epsilon >= 0 for epsilon in self.epsilons), "analysis.epsilons", self.epsilons, "a non-empty list of non-negative budgets")
+        _require(self.attack in ATTACKS, "analysis.attack", self.attack, f"one of {', '.join(ATTACKS)}")
+        _require(self.attack_norm in NORMS, "analysis.attack_norm", self.attack_norm, f"one of {', '.join(NORMS)}")
+        _require(self.pgd_steps >= 1, "analysis.pgd_steps", self.pgd_steps, "a positive integer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,6 +240,8 @@ class ExperimentConfig:
         for name in ("kinetic_energy", "jacobian_frobenius", "spectral_penalty"):
             if getattr(regularisation, name) > 0:
                 _require(not adaptive, f"regularisation.{name}", getattr(regularisation, name), "0 for adaptive nets (discretisation.num_steps = 0): it is measured on the fixed layer grid")
+        if self.analysis.robustness:
+            _require(self.data.name != "regression", "analysis.robustness", True, "false for the regression dataset: the attacks need a classifier")
         if regularisation.local_error > 0:
             embedded = [solver for solver in SOLVERS if supports_adaptive(solver) and solver not in MULTISTEP]
             _require(self.discretisation.solver in embedded, "regularisation.local_error", regularisation.local_error, f"0 unless discretisation.solver has an error estimate: one of {', '.join(embedded)}")

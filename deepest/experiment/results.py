@@ -1,6 +1,7 @@
 """One table across the runs of an experiment directory (and its CSV)."""
 
 import csv
+import functools
 import io
 import pathlib
 
@@ -18,6 +19,14 @@ _COLUMNS = (
     ("gradient_slope", ("stability", "gradient_slope")),
     ("gradients", ("stability", "gradient_regime")),
     ("top_lyapunov", ("stability", "top_lyapunov")),
+)
+# With `[analysis] robustness` (shown only when some run has it): the mean over the budgets
+# and, after these, the robust accuracy at each budget as robust@ε.
+_ROBUSTNESS_COLUMNS = (
+    ("robust_accuracy", ("robustness", "mean_robust_accuracy")),
+    ("rho_deepfool", ("robustness", "rho_deepfool")),
+    ("rho_fgsm", ("robustness", "rho_fgsm")),
+    ("growth_bound", ("robustness", "growth_bound")),
 )
 
 
@@ -40,11 +49,17 @@ def _lookup(summary: dict, path: tuple):
     return value
 
 
+def _robust_accuracy_at(summary: dict, epsilon: float):
+    robustness = summary.get("robustness") or {"epsilons": []}
+    budgets = robustness["epsilons"]
+    return robustness["robust_accuracy"][budgets.index(epsilon)] if epsilon in budgets else None
+
+
 def collect(directory) -> tuple[list[str], list[list]]:
     """Header and rows: one row per run directory below `directory` that has a config.json.
 
     The config columns are the keys whose values differ between the runs; unfinished runs
-    show status "running/interrupted".
+    show status "running/interrupted". The robustness columns appear when some run has them.
     """
     runs = sorted(path.parent for path in pathlib.Path(directory).rglob("config.json"))
     if not runs:
@@ -58,12 +73,21 @@ def collect(directory) -> tuple[list[str], list[list]]:
 
     order = sorted(range(len(runs)), key=sort_key)
     runs, configs = [runs[index] for index in order], [configs[index] for index in order]
-    header = ["run_id", *varying, *(name for name, _ in _COLUMNS)]
-    rows = []
-    for run, config in zip(runs, configs):
+    summaries = []
+    for run in runs:
         summary_path = run / "summary.json"
-        summary = rundir.read_json(summary_path) if summary_path.exists() else {"status": "running/interrupted"}
-        rows.append([run.name, *(config.get(key) for key in varying), *(_lookup(summary, path) for _, path in _COLUMNS)])
+        summaries.append(rundir.read_json(summary_path) if summary_path.exists() else {"status": "running/interrupted"})
+    columns = [(name, functools.partial(_lookup, path=path)) for name, path in _COLUMNS]
+    attacked = [summary["robustness"] for summary in summaries if summary.get("robustness")]
+    if attacked:
+        columns += [(name, functools.partial(_lookup, path=path)) for name, path in _ROBUSTNESS_COLUMNS]
+        budgets = dict.fromkeys(epsilon for robustness in attacked for epsilon in robustness["epsilons"])
+        columns += [(f"robust@{epsilon:g}", functools.partial(_robust_accuracy_at, epsilon=epsilon)) for epsilon in budgets]
+    header = ["run_id", *varying, *(name for name, _ in columns)]
+    rows = [
+        [run.name, *(config.get(key) for key in varying), *(value(summary) for _, value in columns)]
+        for run, config, summary in zip(runs, configs, summaries)
+    ]
     return header, rows
 
 

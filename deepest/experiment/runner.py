@@ -1,8 +1,9 @@
 """Running experiments: one run into its directory, a sweep of runs, resumption, skipping.
 
 A run trains, evaluates the trained field under other discretisations, writes its stability
-report and finally summary.json. A run that diverges is finished too (status "diverged",
-with the step and reason); a sweep goes on with its other runs.
+report (and, with `[analysis] robustness`, its robustness under attack) and finally
+summary.json. A run that diverges is finished too (status "diverged", with the step and
+reason); a sweep goes on with its other runs.
 """
 
 import concurrent.futures
@@ -18,6 +19,7 @@ import numpy as np
 from .. import _stacking, train
 from ..analysis import stability_report
 from ..fields import AbstractSeparableField
+from ..robustness import robustness_summary
 from ..solvers import PARTITIONED, supports_adaptive
 from . import build, config as config_module, rundir
 
@@ -109,6 +111,7 @@ def run_one(config: config_module.ExperimentConfig, root, *, progress: bool | No
             "final": _final_metrics([record for record in records if record.get("replica", 0) == replica]),
             "evaluation": [],
             "stability": None,
+            "robustness": None,
         }
         if result.status == "completed":
             entry["evaluation"] = [
@@ -121,6 +124,8 @@ def run_one(config: config_module.ExperimentConfig, root, *, progress: bool | No
             # diverged at step 0) is what says why it blew up.
             figure = f"stability_report_replica{replica}.png" if replicated else "stability_report.png"
             entry["stability"] = _stability(config, result.model, dataset, directory / "figures" / figure)
+        if config.analysis.robustness and result.status == "completed":
+            entry["robustness"] = _robustness(config, result.model, dataset)
         entries.append(entry)
     summary = {"experiment": config.name, "run_id": directory.name, **(_replica_mean(entries) if replicated else entries[0])}
     if replicated:
@@ -132,7 +137,8 @@ def run_one(config: config_module.ExperimentConfig, root, *, progress: bool | No
 
 def _replica_mean(entries: list[dict]) -> dict:
     """One summary row from R replicas: means of the numbers (over the replicas that have
-    them), the first replica's value for anything else; status "diverged" if any diverged."""
+    them), element by element in lists of equal length, the first replica's value for anything
+    else; status "diverged" if any diverged."""
 
     def mean(values):
         numbers = [value for value in values if isinstance(value, int | float) and not isinstance(value, bool)]
@@ -140,6 +146,8 @@ def _replica_mean(entries: list[dict]) -> dict:
             return float(np.mean(numbers))
         if all(isinstance(value, dict) for value in values):
             return {key: mean([value.get(key) for value in values]) for key in values[0]}
+        if all(isinstance(value, list) for value in values) and len({len(value) for value in values}) == 1:
+            return [mean(list(group)) for group in zip(*values)]  # e.g. robust accuracy per budget
         return values[0]
 
     diverged = [entry for entry in entries if entry["status"] == "diverged"]
@@ -153,6 +161,7 @@ def _replica_mean(entries: list[dict]) -> dict:
         if all(entry["evaluation"] for entry in entries)
         else [],
         "stability": mean([entry["stability"] for entry in entries]) if all(entry["stability"] for entry in entries) else None,
+        "robustness": mean([entry["robustness"] for entry in entries]) if all(entry["robustness"] for entry in entries) else None,
     }
 
 
@@ -178,6 +187,23 @@ def _stability(config, model, dataset, figure_path: pathlib.Path) -> dict:
     if config.analysis.figures:
         _save_report_figure(report, figure_path)
     return report.to_dict()
+
+
+def _robustness(config, model, dataset) -> dict:
+    """Attacks on the samples of the stability report (`deepest.robustness.robustness_summary`)."""
+    spec = config.analysis
+    count = min(spec.num_samples, len(dataset.x_test))
+    return robustness_summary(
+        model,
+        np.asarray(dataset.x_test[:count]),
+        np.asarray(dataset.y_test[:count]),
+        epsilons=spec.epsilons,
+        attack=spec.attack,
+        norm=spec.attack_norm,
+        pgd_steps=spec.pgd_steps,
+        # PGD's random starts: a fixed function of the run's seed, so a rerun gives the same numbers.
+        key=jax.random.PRNGKey(config.training.seed),
+    )
 
 
 def _save_report_figure(report, path: pathlib.Path) -> None:

@@ -28,3 +28,5 @@ from .sensitivity import EmpiricalSensitivity as EmpiricalSensitivity
 from .sensitivity import PerturbationGrowth as PerturbationGrowth
 from .sensitivity import empirical_sensitivity as empirical_sensitivity
 from .sensitivity import perturbation_growth as perturbation_growth
+from .summary import ATTACKS as ATTACKS
+from .summary import robustness_summary as robustness_summary

@@ -118,7 +118,8 @@ def _deepfool(model, xs, num_classes, max_iterations, overshoot):
             distances = jnp.where(reachable, jnp.abs(score_gaps) / safe_lengths, jnp.inf)
             nearest = jnp.argmin(distances)
             scale = jnp.where(reachable[nearest], jnp.abs(score_gaps[nearest]) / safe_lengths[nearest] ** 2, 0)
-            return total + scale * normals[nearest]
+            # In the dtype of x: float32 inputs to a float64 model stay float32 (a fixed loop carry).
+            return (total + scale * normals[nearest]).astype(total.dtype)
 
         def prediction(total):
             return jnp.argmax(classify(x + (1 + overshoot) * total))
