@@ -18,6 +18,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ._scan_solve import scan_solve
 from .fields import AbstractSeparableField, AbstractVectorField
 from .solvers import PARTITIONED, SOLVERS, check_solver_name, check_solver_options, solver, supports_adaptive
 
@@ -45,8 +46,9 @@ class SolverNet(eqx.Module):
         rtol, atol: adaptive step-size tolerances.
         max_steps: step budget; default `num_steps` for fixed steps, 4096 for adaptive.
         adjoint: "recursive_checkpoint" (discretise-then-optimise, checkpoints sized to the
-            step count), "backsolve" (optimise-then-discretise: the adjoint ODE solved
-            backwards) or "direct".
+            step count; with fixed steps and an explicit solver, a checkpointed scan over the
+            solver's steps, see `solve`), "backsolve" (optimise-then-discretise: the adjoint
+            ODE solved backwards) or "direct".
         encoder, readout: callables input → initial state and final state → output
             (default: identity), e.g. `deepest.encoders.ZeroAugmentation`, `eqx.nn.Linear`.
         throw: raise on solver failure (default), or return diffrax's result code in
@@ -173,11 +175,83 @@ class SolverNet(eqx.Module):
 
     def solve(self, x, saveat: diffrax.SaveAt | None = None) -> diffrax.Solution:
         """The diffrax solution from input x: `ys`, `result` (a failure code when throw=False)
-        and `stats` (steps taken, accepted, rejected). Saves the final state by default."""
+        and `stats` (steps taken, accepted, rejected). Saves the final state by default.
+
+        A fixed-step net with an explicit solver and the "recursive_checkpoint" adjoint, saving
+        the default y(t1), integrates by a scan over its solver's steps (`deepest._scan_solve`):
+        the same numbers and gradients as `diffrax.diffeqsolve`, without its loop's bookkeeping.
+        Its `Solution` holds `ts`, `ys`, `stats` and `result` (explicit steps always succeed; a
+        diverging state shows as inf/NaN in `ys`, as from diffeqsolve). Every other net, or an
+        explicit `saveat`, calls `diffrax.diffeqsolve`.
+        """
+        if saveat is None and self._scans:
+            return self._scan_solution(x)
+        return self._diffeqsolve(x, saveat)
+
+    def _scan_solution(self, x) -> diffrax.Solution:
+        """The `Solution` diffeqsolve would give with SaveAt(t1=True), from `scan_solve`."""
+        times = self._times()
+        num_steps = jnp.asarray(self.num_steps)
+        return diffrax.Solution(
+            t0=times[0],
+            t1=times[-1],
+            ts=times[-1:],
+            ys=self._scan(x, times, all_states=False)[None],
+            interpolation=None,
+            stats={
+                "num_steps": num_steps,
+                "num_accepted_steps": num_steps,
+                "num_rejected_steps": jnp.zeros_like(num_steps),
+                "max_steps": self.max_steps or self.num_steps,
+            },
+            result=diffrax.RESULTS.successful,
+            solver_state=None,
+            controller_state=None,
+            made_jump=None,
+            event_mask=None,
+        )
+
+    @property
+    def _scans(self) -> bool:
+        """Whether `solve` and `trajectory` integrate by `scan_solve`: fixed steps, an explicit
+        solver (implicit root finds can fail, which diffeqsolve reports) and the checkpointed
+        adjoint (the scan's own; "backsolve" and "direct" are diffrax's)."""
+        return (
+            self.num_steps is not None
+            and self.adjoint == "recursive_checkpoint"
+            and not isinstance(self._method(), diffrax.AbstractImplicitSolver)
+        )
+
+    def _method(self) -> diffrax.AbstractSolver:
+        return solver(self.solver, root_rtol=self.root_rtol, root_atol=self.root_atol, **dict(self.solver_options))
+
+    def _times(self):
+        """The fixed grid t_k = t0 + k h, k = 0 … num_steps."""
+        return jnp.linspace(self.t0, self.t1, self.num_steps + 1)
+
+    def _terms_and_start(self, x):
+        """The diffrax terms and y(t0); a partitioned solver gets two terms and the halves (q, p)."""
         y0 = self.encode(x)
+        if self.solver in PARTITIONED:
+            terms = (diffrax.ODETerm(self.field.position_rate), diffrax.ODETerm(self.field.momentum_rate))
+            return terms, tuple(jnp.split(y0, 2))
+        return diffrax.ODETerm(self.field), y0
+
+    def _joined(self, ys):
+        """The partitioned solver's (q, p) as one state [q, p] along the last axis."""
+        return jnp.concatenate(ys, axis=-1) if self.solver in PARTITIONED else ys
+
+    def _scan(self, x, times, *, all_states: bool):
+        """y(t1), or every state along `times` with all_states, by `scan_solve`."""
+        terms, y0 = self._terms_and_start(x)
+        return self._joined(scan_solve(self._method(), terms, times, y0, all_states=all_states))
+
+    def _diffeqsolve(self, x, saveat: diffrax.SaveAt | None):
+        """`solve` by `diffrax.diffeqsolve`, whatever the net (the path of adaptive, implicit,
+        backsolve and direct nets, and of explicit saveats)."""
         fixed = self.num_steps is not None
         if fixed:
-            grid = jnp.linspace(self.t0, self.t1, self.num_steps + 1)
+            grid = self._times()
             controller = diffrax.StepTo(ts=grid)
             # The adjoint ODE runs from t1 back to t0, over the same grid reversed.
             backward_controller = diffrax.StepTo(ts=grid[::-1])
@@ -191,14 +265,10 @@ class SolverNet(eqx.Module):
             "backsolve": lambda: diffrax.BacksolveAdjoint(stepsize_controller=backward_controller),
             "direct": diffrax.DirectAdjoint,
         }[self.adjoint]()
-        if self.solver in PARTITIONED:
-            terms = (diffrax.ODETerm(self.field.position_rate), diffrax.ODETerm(self.field.momentum_rate))
-            y0 = tuple(jnp.split(y0, 2))
-        else:
-            terms = diffrax.ODETerm(self.field)
+        terms, y0 = self._terms_and_start(x)
         solution = diffrax.diffeqsolve(
             terms,
-            solver(self.solver, root_rtol=self.root_rtol, root_atol=self.root_atol, **dict(self.solver_options)),
+            self._method(),
             t0=self.t0,
             t1=self.t1,
             dt0=None,
@@ -210,7 +280,7 @@ class SolverNet(eqx.Module):
             throw=self.throw,
         )
         if self.solver in PARTITIONED:
-            solution = eqx.tree_at(lambda s: s.ys, solution, jnp.concatenate(solution.ys, axis=-1))
+            solution = eqx.tree_at(lambda s: s.ys, solution, self._joined(solution.ys))
         return solution
 
     def final_state(self, x):
@@ -224,9 +294,13 @@ class SolverNet(eqx.Module):
     def trajectory(self, x):
         """Times and states at every layer: `ts` (num_steps + 1,), `ys` (num_steps + 1, state_dim).
 
-        Fixed steps work under jit. An adaptive net returns its accepted steps, whose number
-        is only known after the solve, so it cannot be traced: call it outside jit.
+        Fixed steps work under jit (through the same scan as `solve` where that applies). An
+        adaptive net returns its accepted steps, whose number is only known after the solve,
+        so it cannot be traced: call it outside jit.
         """
+        if self._scans:
+            times = self._times()
+            return times, self._scan(x, times, all_states=True)
         solution = self.solve(x, diffrax.SaveAt(t0=True, steps=True))
         if self.num_steps is not None:
             # diffrax pads the step buffer to max_steps, which may exceed num_steps.
