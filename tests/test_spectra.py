@@ -1,5 +1,8 @@
 """Jacobian and layer-map spectra against closed forms: eig(A), I + hA, R(hλ), −γ."""
 
+import warnings
+from types import SimpleNamespace
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -7,8 +10,8 @@ import numpy as np
 import pytest
 
 import deepest as dp
-from deepest.analysis import jacobian_spectrum, layer_map_spectrum
-from deepest.analysis._batched_linalg import eigenvalues
+from deepest.analysis import _batched_linalg, jacobian_spectrum, layer_map_spectrum
+from deepest.analysis._batched_linalg import eigenvalues, singular_values, symmetric_eigenvalues
 
 KEY = jax.random.PRNGKey(0)
 XS = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
@@ -117,11 +120,103 @@ def test_mlp_spectrum_matches_a_finite_difference_jacobian():
     )
 
 
-def test_non_finite_jacobians_give_nan_eigenvalues_not_an_error():
-    matrices = np.stack([np.eye(2), np.full((2, 2), np.nan)])
+def _normal_matrices(count, *, key):
+    """Q B Qᵀ with Q orthogonal and B = diag([[a₁, b₁], [−b₁, a₁]], [[a₂, b₂], [−b₂, a₂]], c₁, c₂),
+    and their eigenvalues a ± ib, c: normal matrices, whose eigenvalues move by no more than
+    the (backward) error of the matrix (Bauer–Fike with κ = 1)."""
+    rng = np.random.default_rng(key)
+    a, b, c = rng.uniform(-2, 2, (3, count, 2))
+    blocks = np.zeros((count, 6, 6))
+    for k in range(2):
+        blocks[:, 2 * k, 2 * k] = blocks[:, 2 * k + 1, 2 * k + 1] = a[:, k]
+        blocks[:, 2 * k, 2 * k + 1], blocks[:, 2 * k + 1, 2 * k] = b[:, k], -b[:, k]
+        blocks[:, 4 + k, 4 + k] = c[:, k]
+    q, _ = np.linalg.qr(rng.standard_normal((count, 6, 6)))
+    return q @ blocks @ np.swapaxes(q, -1, -2), np.concatenate([a + 1j * b, a - 1j * b, c + 0j], axis=1)
+
+
+def _set_distance(values, expected):
+    """Largest distance from a value to the nearest expected one and back (row by row)."""
+    distance = np.abs(values[..., :, None] - expected[..., None, :])
+    return max(distance.min(axis=-1).max(), distance.min(axis=-2).max())
+
+
+@pytest.fixture
+def small_pieces(monkeypatch):
+    # Pieces of 23 matrices to the host (the last one overlapping the one before it), blocks
+    # of 5 to the threads: the paths a batch of large Jacobians takes, at test size.
+    monkeypatch.setattr(_batched_linalg, "_PIECE_BYTES", 0)
+    monkeypatch.setattr(_batched_linalg, "_PIECE_MATRICES", 23)
+    monkeypatch.setattr(_batched_linalg, "_block_length", lambda size: 5)
+
+
+def test_batched_eigenvalues_are_the_closed_form_in_each_precision(small_pieces):
+    matrices, expected = _normal_matrices(300, key=0)
+    values = np.asarray(eigenvalues(matrices.reshape(3, 100, 6, 6))).reshape(300, 6)
+    # Backward stable: n·ε·‖A‖₂ = 6 · 2.2e-16 · 2√2 ≈ 4e-15 in float64, as measured.
+    assert values.dtype == np.complex128 and _set_distance(values, expected) < 1e-13
+    # float32 is factorised in float32 (not cast to float64): the same bound with
+    # ε = 1.2e-7 is 2e-6, as measured; 1e-5 leaves a factor 5.
+    single = np.asarray(eigenvalues(matrices.astype(np.float32)))
+    assert single.dtype == np.complex64 and _set_distance(single, expected) < 1e-5
+    # The same LAPACK routine on the same float64 numbers as NumPy: the same bits.
+    gaussian = np.random.default_rng(1).standard_normal((5, 40, 5, 5))
+    np.testing.assert_array_equal(eigenvalues(gaussian), np.linalg.eigvals(gaussian))
+    np.testing.assert_array_equal(jax.jit(jax.vmap(eigenvalues))(gaussian), np.linalg.eigvals(gaussian))
+
+
+def test_batched_symmetric_and_singular_values_are_the_closed_form(small_pieces):
+    rng = np.random.default_rng(2)
+    q, _ = np.linalg.qr(rng.standard_normal((2, 150, 6, 6)))
+    spectrum = rng.uniform(-3, 3, (150, 6))
+    symmetric = q[0] * spectrum[:, None, :] @ np.swapaxes(q[0], -1, -2)
+    np.testing.assert_allclose(symmetric_eigenvalues(symmetric), np.sort(spectrum), atol=1e-13)
+    single = symmetric_eigenvalues(symmetric.astype(np.float32))
+    # n·ε·‖A‖₂ = 6 · 1.2e-7 · 3 ≈ 2e-6, as for the eigenvalues above.
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single, np.sort(spectrum), atol=1e-5)
+    scales = np.abs(spectrum)
+    general = q[0] * scales[:, None, :] @ np.swapaxes(q[1], -1, -2)
+    np.testing.assert_allclose(singular_values(general), -np.sort(-scales), atol=1e-13)
+
+
+def test_non_finite_jacobians_give_nan_eigenvalues_not_an_error(small_pieces):
+    matrices = np.random.default_rng(3).standard_normal((200, 4, 4))
+    # First and last; the last of a piece and the first of the next; in the overlap of the
+    # last two pieces (9 pieces of 23, the last from 177 on).
+    broken = [0, 22, 23, 180, 199]
+    matrices[broken[:3], 1, 2] = np.nan
+    matrices[broken[3:], 0, 0] = np.inf
     values = np.asarray(eigenvalues(matrices))
-    np.testing.assert_allclose(values[0], [1, 1])
-    assert np.isnan(values[1]).all()
+    assert np.isnan(values[broken]).all()
+    kept = np.setdiff1d(np.arange(200), broken)
+    np.testing.assert_array_equal(values[kept], np.linalg.eigvals(matrices[kept]))
+    np.testing.assert_allclose(eigenvalues(np.stack([np.eye(2), np.full((2, 2), np.inf)]))[0], [1, 1])
+
+
+class _FailsWhereTopLeftIsSeven:
+    """NumPy's eigvals gufunc as it behaves on a matrix LAPACK does not converge on (there
+    is no known small one): a NaN row, and the floating-point 'invalid' flag raised."""
+
+    lapack = _batched_linalg._umath_linalg.eigvals
+    types = lapack.types
+
+    def __call__(self, block, *, out, signature):
+        self.lapack(block, out=out, signature=signature)
+        failed = block[:, 0, 0] == 7
+        out[failed] = np.nan
+        np.sqrt(-failed.astype(float))  # 'invalid' exactly where a matrix failed
+
+
+def test_a_lapack_failure_gives_a_nan_row_and_no_warning(monkeypatch):
+    matrices = np.random.default_rng(4).standard_normal((40, 3, 3))
+    matrices[[5, 33], 0, 0] = 7.0
+    monkeypatch.setattr(_batched_linalg, "_umath_linalg", SimpleNamespace(eigvals=_FailsWhereTopLeftIsSeven()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        values = np.asarray(eigenvalues(matrices))
+    assert np.isnan(values[[5, 33]]).all()
+    assert np.isfinite(np.delete(values, [5, 33], axis=0)).all()
 
 
 def test_bad_requests_name_what_is_allowed():

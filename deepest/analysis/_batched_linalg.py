@@ -1,66 +1,135 @@
-"""Eigenvalues and singular values of a batch of small matrices, on every core.
+"""Eigenvalues and singular values of a batch of small matrices, at LAPACK speed on every core.
 
-LAPACK factorises one matrix per thread, and XLA's CPU eigensolver runs a batch on one
-thread (or sometimes two). Here the batch leaves JAX through `jax.pure_callback` (so it
-works under jit and vmap), is split into one chunk per available core, and each chunk goes
-to NumPy's gufunc in its own thread (NumPy releases the GIL inside LAPACK). NumPy's
-`eigvals` asks LAPACK for no eigenvectors, so the memory used is proportional to the input.
+A batch of Jacobians (256 samples × 50 layers of 64×64) is 12,800 independent LAPACK calls:
+`?geev` for the eigenvalues (balancing, Hessenberg reduction, then Francis double-shift QR,
+which takes ~90% of the time at n = 64), `?syevd` for symmetric matrices, `?gesdd` for
+singular values, none of them asked for vectors. XLA's CPU eigensolver runs a batch on one
+thread or two (unpredictably), 15 to 20% slower per matrix, and allocates the two eigenvector
+buffers it then drops (1 GB for 200 MB of matrices); SciPy's LAPACK wrappers hold the GIL, so
+threads cannot share their work. NumPy's LAPACK gufuncs loop over a batch in C without the
+GIL, one vector-free call per matrix.
+
+So the batch leaves JAX through `jax.pure_callback` (works under jit and vmap) in pieces of
+about `_PIECE_BYTES`, because JAX hands a callback two copies of its operand; each piece is cut
+into blocks that one thread per core takes in turn (a core that another process keeps busy
+simply takes fewer), and each block goes straight to the gufunc of `numpy.linalg._umath_linalg`
+in its own precision. `np.linalg.eigvals` itself would cast float32 to float64 (1.6× slower
+at n = 64, twice the memory) and raise at the first matrix LAPACK fails on. OpenBLAS is held to
+one thread meanwhile: its own threads inside LAPACK, on matrices of 96 to 256 rows, made
+ours 2.3 to 3 times slower on the 2-core machine, and one caller up to 18 times slower when
+other jobs shared the cores (header of benchmarks/spectra.py).
 
 Non-finite matrices (a diverged network's Jacobian), and the rare finite ones on which LAPACK
 does not converge, give NaN rows instead of an error: divergence is data.
 """
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+# NumPy's LAPACK gufuncs behind `np.linalg`: private, but present with these names and loops
+# ('f->F', 'd->D', ...) since NumPy 1.8, and the only GIL-free vector-free batched LAPACK
+# among our dependencies.
+from numpy.linalg import _umath_linalg
+
+from threadpoolctl import threadpool_limits
+
+# Matrices per task: about 6 ms of LAPACK (16 at n = 64, fewer as the work grows as n³), so
+# per-block costs (a finiteness check, a thread hand-off, the gufunc's workspace query) stay
+# < 2% while the threads of a piece end within one block of each other; but never fewer
+# than 500/n, since NumPy releases the GIL around a gufunc only from 500 output numbers on.
+_BLOCK_AT_64 = 16
+# Matrices per callback: 8 MiB of them, for the two copies JAX makes of a callback's operand
+# (the first run of 12,800 64×64 float32 Jacobians then peaks at ~80 MiB extra; pieces of
+# 8 to 1024 MiB take the same time), but at least 64, so that large matrices still give
+# every core several blocks.
+_PIECE_BYTES = 8 * 2**20
+_PIECE_MATRICES = 64
+# The OpenBLAS thread limit is process-wide: two batches limiting and restoring it at once
+# (XLA may run two callbacks concurrently) could restore the wrong value. One batch at a
+# time loses nothing, since each already uses every core.
+_ONE_BATCH_AT_A_TIME = threading.Lock()
+
 
 def _available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _on_every_core(function, matrices: np.ndarray, out_dtype) -> np.ndarray:
-    """function(matrices) for a (..., n, n) batch, the flattened batch split across threads."""
-    batch_shape = matrices.shape[:-2]
-    flat = matrices.reshape(-1, *matrices.shape[-2:])
-    finite = np.isfinite(flat).all(axis=(-2, -1))
-    chunks = [chunk for chunk in np.array_split(np.where(finite[:, None, None], flat, 0), _available_cores()) if len(chunk)]
-    with ThreadPoolExecutor(len(chunks) or 1) as pool:
-        results = list(pool.map(lambda chunk: _nan_where_unconverged(function, chunk), chunks))
-    values = np.concatenate(results) if results else np.zeros((0, flat.shape[-1]))
-    values = np.where(finite[:, None], values, np.nan).astype(out_dtype)
-    return values.reshape(*batch_shape, values.shape[-1])
+def _loop(gufunc, dtype) -> str:
+    """The gufunc's first loop (e.g. 'f->F') whose input type holds `dtype` exactly: float32
+    is factorised in float32, float64 in float64."""
+    return next(types for types in gufunc.types if np.can_cast(dtype, types[0]))
 
 
-def _nan_where_unconverged(function, chunk: np.ndarray) -> np.ndarray:
-    """function(chunk); if LAPACK fails to converge on some matrix, NaN for that one only."""
-    try:
-        return function(chunk)
-    except np.linalg.LinAlgError:
-        size = chunk.shape[-1]
-        rows = []
-        for matrix in chunk:
-            try:
-                rows.append(function(matrix[None])[0])
-            except np.linalg.LinAlgError:
-                rows.append(np.full(size, np.nan))
-        return np.stack(rows)
+def _block_length(size: int) -> int:
+    size = max(size, 1)
+    return max(-(-501 // size), round(_BLOCK_AT_64 * (64 / size) ** 3))
 
 
-def _callback(function, matrices, out_dtype):
+def _one_blas_thread():
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _on_every_core(gufunc, matrices: np.ndarray, out_dtype) -> np.ndarray:
+    """gufunc(matrices) for a (count, n, n) batch: blocks across threads, NaN rows for
+    non-finite matrices and for those LAPACK fails on."""
+    size, block_length = matrices.shape[-1], _block_length(matrices.shape[-1])
+    loop = _loop(gufunc, matrices.dtype)
+    values = np.empty((len(matrices), size), loop[-1])
+
+    def solve(start):
+        block, out = matrices[start : start + block_length], values[start : start + block_length]
+        finite = np.isfinite(block).all(axis=(-2, -1))
+        if not finite.all():
+            # LAPACK's result on NaN or Inf is undefined (it may iterate to its limit): give it
+            # zeros and overwrite those rows below.
+            block = np.where(finite[:, None, None], block, 0)
+        # On a LAPACK failure the gufunc writes NaN for that matrix only and raises the
+        # floating-point 'invalid' flag, which np.linalg turns into LinAlgError; here the NaN
+        # row is the answer.
+        with np.errstate(invalid="ignore"):
+            gufunc(block, out=out, signature=loop)
+        out[~finite] = np.nan
+
+    with _ONE_BATCH_AT_A_TIME, _one_blas_thread(), ThreadPoolExecutor(_available_cores()) as pool:
+        list(pool.map(solve, range(0, len(matrices), block_length)))
+    return values.astype(out_dtype, copy=False)
+
+
+def _callback(gufunc, matrices, out_dtype):
+    """gufunc over a (..., n, n) batch from inside JAX: the flattened batch in pieces, each
+    through `jax.pure_callback` to `_on_every_core`."""
     matrices = jnp.asarray(matrices)
     if matrices.ndim < 2 or matrices.shape[-1] != matrices.shape[-2]:
         raise ValueError(f"Expected a batch of square matrices (..., n, n), got shape {matrices.shape}.")
-    out_shape = jax.ShapeDtypeStruct(matrices.shape[:-1], out_dtype)
-    return jax.pure_callback(
-        lambda m: _on_every_core(function, np.asarray(m), out_dtype),
-        out_shape,
-        matrices,
-        vmap_method="broadcast_all",
-    )
+    batch_shape, size = matrices.shape[:-2], matrices.shape[-1]
+    flat = matrices.reshape(-1, size, size)
+    count = flat.shape[0]
+    per_piece = max(_PIECE_MATRICES, _PIECE_BYTES // max(1, size * size * flat.dtype.itemsize))
+    pieces = max(1, -(-count // per_piece))
+    length = -(-count // pieces)
+
+    def solve(piece):
+        return jax.pure_callback(
+            lambda m: _on_every_core(gufunc, np.asarray(m).reshape(-1, size, size), out_dtype).reshape(m.shape[:-1]),
+            jax.ShapeDtypeStruct(piece.shape[:-1], out_dtype),
+            piece,
+            vmap_method="broadcast_all",
+        )
+
+    def step(index, values):
+        # The last piece ends at the end of the batch, overlapping the one before it by
+        # fewer than `pieces` matrices: one static length, without padding the batch (a copy).
+        start = jnp.minimum(index * length, count - length)
+        piece = jax.lax.dynamic_slice_in_dim(flat, start, length)
+        return jax.lax.dynamic_update_slice_in_dim(values, solve(piece), start, axis=0)
+
+    values = jax.lax.fori_loop(0, pieces, step, jnp.zeros((count, size), out_dtype))
+    return values.reshape(*batch_shape, size)
 
 
 def _complex_dtype(matrices):
@@ -68,19 +137,22 @@ def _complex_dtype(matrices):
 
 
 def eigenvalues(matrices):
-    """All eigenvalues of each matrix of a (..., n, n) batch: complex, shape (..., n), unsorted."""
-    return _callback(np.linalg.eigvals, matrices, _complex_dtype(matrices))
+    """All eigenvalues of each matrix of a (..., n, n) batch: complex, shape (..., n), unsorted.
+
+    The roots of det(A − λI) = 0 by LAPACK's `?geev` without eigenvectors, in the input's
+    precision; NaN rows for non-finite matrices and where LAPACK does not converge."""
+    return _callback(_umath_linalg.eigvals, matrices, _complex_dtype(matrices))
 
 
 def symmetric_eigenvalues(matrices):
-    """Eigenvalues of symmetric matrices (..., n, n), real and ascending, shape (..., n)."""
-    return _callback(np.linalg.eigvalsh, matrices, jnp.asarray(matrices).dtype)
+    """Eigenvalues of symmetric matrices (..., n, n), real and ascending, shape (..., n).
 
-
-def _singular_values(chunk):
-    return np.linalg.svd(chunk, compute_uv=False)
+    By `?syevd` without eigenvectors, reading the lower triangle only."""
+    return _callback(_umath_linalg.eigvalsh_lo, matrices, jnp.asarray(matrices).dtype)
 
 
 def singular_values(matrices):
-    """Singular values of each square matrix of a (..., n, n) batch, descending, shape (..., n)."""
-    return _callback(_singular_values, matrices, jnp.asarray(matrices).dtype)
+    """Singular values of each square matrix of a (..., n, n) batch, descending, shape (..., n).
+
+    By `?gesdd` without singular vectors."""
+    return _callback(_umath_linalg.svd, matrices, jnp.asarray(matrices).dtype)

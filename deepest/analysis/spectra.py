@@ -28,9 +28,13 @@ from ._layers import check_one_step, layer_step, trajectories
 # Above this state dimension the spectra are estimated matrix-free (Krylov iterations on
 # jvp/vjp) instead of forming and factorising each Jacobian: a dense eigen-decomposition
 # costs O(d³) per matrix, a Krylov estimate O(d·m²) plus a few hundred Jacobian-vector
-# products. Measured on the 2-core machine (float32, MLP fields, benchmarks/spectra.py): dense
-# is 2× faster at d = 128 and level at d = 256 (dense 41, matrix-free 35 spectra/s), and
-# returns every eigenvalue, not only the extremes.
+# products. Measured 2026-11-23 on the 2-core machine (float32, MLP fields, 4 samples × 10
+# layers, `python -m benchmarks.spectra --batch 4 --layers 10 --matrix-free-batch 4
+# --state-dim d`): dense is 4 to 8× faster at d = 128 and 256 (256: 104 against 26
+# spectra/s), 4.4× at 384 and 2.5× at 512 (20 against 8), and returns every eigenvalue,
+# not only the extremes. The limit stays at 256 for memory, not speed: dense holds
+# batch × layers × d² numbers twice (the Jacobians and their symmetric parts), 6.7 GB for
+# 256 samples × 50 layers at d = 256 and 27 GB at 512.
 DENSE_LIMIT = 256
 METHODS = ("auto", "dense", "matrix_free")
 
