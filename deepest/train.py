@@ -6,6 +6,11 @@ subject of this project, so a step whose loss is NaN/Inf, whose final states exc
 stops there, the last good model is kept, and the result says `status="diverged"`, when and
 why. Minibatches depend only on (key, step), so a run resumed from a checkpoint at step s
 continues exactly as the uninterrupted run would have.
+
+Each minibatch is split over the local devices (data parallel, `deepest._devices`), and the
+numbers equal those of one device up to float round-off. A CPU is one device unless JAX was
+started with more (`deepest run --devices D`; in your own code `JAX_NUM_CPU_DEVICES` before
+importing jax); on 2 cores two devices were no faster for any net measured (`deepest._devices`).
 """
 
 import dataclasses
@@ -20,7 +25,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from . import _stacking, regularisers
+from . import _devices, _stacking, regularisers
 from .data import Dataset
 from .network import SolverNet
 from .solvers import function_evaluations
@@ -108,16 +113,21 @@ class TrainingResult:
 
 
 def make_step(optimiser: optax.GradientTransformation, task: str, *, replicated: bool = False, regularisation=()):
-    """The compiled training step (model, state, xs, targets, key) → (model, state, metrics).
+    """The compiled training step (model, state, xs, targets, key[, step_number]) → (model,
+    state, metrics).
 
-    Compiles once per model structure and batch shape; NaN/Inf is left in the metrics for the
-    caller to act on (no host check inside the step). `replicated=True` maps the step over a
-    stack of models and optimiser states (leading axis) sharing one minibatch.
+    Compiles once per model structure, batch shape and sharding; NaN/Inf is left in the
+    metrics for the caller to act on (no host check inside the step). `replicated=True` maps
+    the step over a stack of models and optimiser states (leading axis) sharing one minibatch.
+    With `xs` and `targets` split along the batch over devices and the model replicated, the
+    step runs data-parallel (`deepest._devices`).
 
     `regularisation` is a sequence of (name, weight, options): the step minimises
     loss + Σ weight · regulariser(model, xs, **options) (`deepest.regularisers`); the metrics
     keep "loss" (the task loss alone), each regulariser's unweighted value under its name and
-    their weighted sum as "regularisation". `key` draws the random regularisers' probes.
+    their weighted sum as "regularisation". `key` draws the random regularisers' probes; given
+    a `step_number` (an integer array), they come from fold_in(key, step_number) instead,
+    computed inside the compiled step (what `fit` does: no key arithmetic on the host per step).
     """
     terms = tuple((name, weight, dict(options), regularisers.regulariser(name)) for name, weight, options in regularisation)
 
@@ -130,7 +140,9 @@ def make_step(optimiser: optax.GradientTransformation, task: str, *, replicated:
         penalty = sum((weight * values[name] for name, weight, _, _ in terms), jnp.zeros(()))
         return loss + penalty, (loss, {**diagnostics, **values, "regularisation": penalty})
 
-    def step(model, state, xs, targets, key):
+    def step(model, state, xs, targets, key, step_number=None):
+        if step_number is not None:
+            key = jax.random.fold_in(key, step_number)
         (_, (loss, diagnostics)), grads = eqx.filter_value_and_grad(objective, has_aux=True)(model, xs, targets, key)
         updates, new_state = optimiser.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
         new_model = eqx.apply_updates(model, updates)
@@ -138,7 +150,7 @@ def make_step(optimiser: optax.GradientTransformation, task: str, *, replicated:
         metrics = {"loss": loss, "gradient_norm": optax.tree.norm(grads), "finite_update": finite, **diagnostics}
         return new_model, new_state, metrics
 
-    in_axes = (eqx.if_array(0), eqx.if_array(0), None, None, None)
+    in_axes = (eqx.if_array(0), eqx.if_array(0), None, None, None, None)
     return eqx.filter_jit(eqx.filter_vmap(step, in_axes=in_axes) if replicated else step)
 
 
@@ -161,12 +173,23 @@ def init_state(optimiser: optax.GradientTransformation, model, *, replicated: bo
 def batch_indices(key, step: int, num_samples: int, batch_size: int):
     """The minibatch of `step`: slice step % (n // b) of the permutation of epoch step // (n // b).
 
-    A function of (key, step) only, so resumed runs draw the same batches.
+    A function of (key, step) only, so resumed runs draw the same batches; `step` may be traced.
     """
     per_epoch = max(1, num_samples // batch_size)
-    epoch, position = divmod(step, per_epoch)
+    epoch, position = jnp.divmod(step, per_epoch)
     order = jax.random.permutation(jax.random.fold_in(key, epoch), num_samples)
-    return order[position * batch_size : (position + 1) * batch_size]
+    return jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
+
+
+def _minibatches(key, num_samples: int, batch_size: int, sharding):
+    """Compiled (step, x_train, y_train) → the minibatch of `step` (`batch_indices`), laid
+    out by `sharding`: one dispatch per step instead of a dozen eager operations."""
+
+    def minibatch(step, xs, targets):
+        indices = batch_indices(key, step, num_samples, batch_size)
+        return xs[indices], targets[indices]
+
+    return jax.jit(minibatch, out_shardings=sharding)
 
 
 def _divergence(metrics: dict, max_state_norm: float) -> str | None:
@@ -201,6 +224,10 @@ def fit(model: SolverNet, dataset: Dataset, optimiser: optax.GradientTransformat
         progress: show a tqdm bar (default: only on a terminal).
         regularisation: (name, weight, options) triples added to the loss (`make_step`);
             their probes are drawn from `key` and the step number, so resumed runs match.
+        devices: the devices each minibatch is split over (default `jax.local_devices()`):
+            the largest number of them that divides `batch_size`. The test split is split
+            over them too when its size divides evenly. The returned model and optimiser
+            state live on the first of them.
 
     Returns:
         A `TrainingResult`.
@@ -247,6 +274,7 @@ def _fit(
     on_checkpoint: Callable[[int, SolverNet, optax.OptState], None] | None = None,
     progress: bool | None = None,
     regularisation=(),
+    devices=None,
 ) -> list[TrainingResult]:
     """`fit` (replicas=None) and `fit_replicas` (replicas=R): one loop over a batch of models."""
     task, replicated, count = dataset.task, replicas is not None, replicas or 1
@@ -255,11 +283,15 @@ def _fit(
     state = optimiser_state if optimiser_state is not None else init_state(optimiser, model, replicated=replicated)
     step_fn = make_step(optimiser, task, replicated=replicated, regularisation=regularisation)
     evaluate = make_evaluate(task, replicated=replicated)
+    batch_size = min(batch_size, len(dataset.x_train))
+    split, replicate = _devices.batch_shardings(batch_size, jax.local_devices() if devices is None else devices)
+    model, state = _devices.place(model, replicate), _devices.place(state, replicate)
+    # A copy of the training set per device, so each draws its share of a minibatch locally.
+    x_train, y_train = _devices.place((jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)), replicate)
+    minibatch = _minibatches(key, len(x_train), batch_size, split)
+    x_test, y_test = (_devices.split_if_divisible(jnp.asarray(array), split, replicate) for array in (dataset.x_test, dataset.y_test))
     # Independent of the minibatch order, which folds the epoch into `key` itself.
-    probe_key = jax.random.split(key)[1]
-    x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
-    x_test, y_test = jnp.asarray(dataset.x_test), jnp.asarray(dataset.y_test)
-    batch_size = min(batch_size, len(x_train))
+    probe_key = jax.device_put(jax.random.split(key)[1], replicate)
     histories = [[] for _ in range(count)]
     statuses, diverged_at, reasons = ["completed"] * count, [None] * count, [None] * count
     for replica, (at, reason) in (stopped or {}).items():
@@ -285,8 +317,8 @@ def _fit(
                 on_record(entry)
 
     while step < num_steps and "completed" in statuses:
-        batch = batch_indices(key, step, len(x_train), batch_size)
-        new_model, new_state, device_metrics = step_fn(model, state, x_train[batch], y_train[batch], jax.random.fold_in(probe_key, step))
+        xs, targets = minibatch(np.int32(step), x_train, y_train)
+        new_model, new_state, device_metrics = step_fn(model, state, xs, targets, probe_key, np.int32(step))
         metrics = per_replica(device_metrics)
         refused = []
         for replica in range(count):
@@ -311,7 +343,9 @@ def _fit(
         if checkpoint_every and on_checkpoint is not None and step % checkpoint_every == 0:
             on_checkpoint(step, model, state)
     bar.close()
-    model = dataclasses.replace(model, throw=user_throw)
+    # Off the mesh: what the caller does next (evaluate, analyse) is not data-parallel.
+    first_device = split.mesh.devices.flat[0]
+    model, state = _devices.place(dataclasses.replace(model, throw=user_throw), first_device), _devices.place(state, first_device)
     return [
         TrainingResult(
             model=_stacking.index(model, replica) if replicated else model,

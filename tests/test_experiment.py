@@ -253,3 +253,21 @@ def test_results_figure_gives_spearman_rank_correlations(tmp_path, capsys):
     assert correlations["outside"] == pytest.approx(-1.0, abs=1e-12) and correlations["top_lyapunov"] != correlations["top_lyapunov"]
     assert cli.main(["results", str(tmp_path), "--figure", str(figure), "--y", "accuracy"]) == 2
     assert "No column 'accuracy'" in capsys.readouterr().err
+
+
+def test_results_figure_by_a_swept_key_correlates_within_each_group(tmp_path, capsys):
+    # Within kind "a" accuracy falls as the share outside grows (ρ = −1), within "b" it rises
+    # (ρ = +1); pooled, the groups' offset would decide the sign instead.
+    points = {"a": [(0.0, 0.9), (0.5, 0.8), (0.9, 0.7)], "b": [(0.0, 0.1), (0.5, 0.2), (0.9, 0.3)]}
+    for kind, pairs in points.items():
+        for index, (outside, accuracy) in enumerate(pairs):
+            directory = tmp_path / f"{kind}{index}"
+            rundir.write_json(directory / "config.json", {"name": "fake", "model": {"kind": kind, "scale": index}})
+            summary = {"status": "completed", "final": {"test_accuracy": accuracy}, "stability": {"fraction_outside": outside}}
+            rundir.write_json(directory / "summary.json", summary)
+    figure = tmp_path / "scatter.png"
+    assert cli.main(["results", str(tmp_path), "--figure", str(figure), "--by", "model.kind"]) == 0
+    printed = capsys.readouterr().out
+    assert figure.exists() and "model.kind=a: outside -1.00" in printed and "model.kind=b: outside +1.00" in printed
+    assert cli.main(["results", str(tmp_path), "--figure", str(figure), "--by", "data.name"]) == 2
+    assert "Cannot split by 'data.name'" in capsys.readouterr().err

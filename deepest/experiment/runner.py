@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from .. import _stacking, train
+from .. import _devices, _stacking, train
 from ..analysis import stability_report
 from ..fields import AbstractSeparableField
 from ..robustness import robustness_summary
@@ -226,20 +226,30 @@ def _run_from_dict(resolved: dict, root: str) -> dict:
     return run_one(config_module.from_dict(resolved), root, progress=False)
 
 
-def run_experiment(path, *, overrides=(), out="runs", jobs: int = 1, progress: bool | None = None) -> list[dict]:
+def run_experiment(path, *, overrides=(), out="runs", jobs: int = 1, devices: int = 1, progress: bool | None = None) -> list[dict]:
     """Load, validate and run every run of an experiment file; returns their summaries.
 
-    Runs go to <out>/<experiment name>/<run_id>/. With jobs > 1 they run in a `spawn`
-    process pool (JAX and fork do not mix).
+    Runs go to <out>/<experiment name>/<run_id>/. With jobs > 1 and several runs they run in
+    a `spawn` process pool (JAX and fork do not mix) of min(jobs, runs) workers, each pinned
+    to its own share of the available cores (`deepest._devices.sweep_layout`) with `devices`
+    CPU devices. Otherwise they run one after another in this process, on its devices.
     """
     configs = config_module.load(path, overrides)
     # A sweep listing a value twice gives the same run twice: run it once.
     unique = {rundir.run_id(config_module.to_dict(config)): config for config in configs}
     configs = list(unique.values())
     root = pathlib.Path(out) / configs[0].name
-    if jobs <= 1 or len(configs) == 1:
+    shares = _devices.sweep_layout(jobs, len(configs), _devices.available_cores())
+    if len(shares) == 1:
         return [run_one(config, root, progress=progress) for config in configs]
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    # Each worker takes one share in its initializer, which runs after it imports deepest
+    # (and jax) but before any JAX computation: the last moment its devices can be set.
+    queue = context.Queue()
+    for share in shares:
+        queue.put(share)
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=len(shares), mp_context=context, initializer=_devices.start_worker, initargs=(queue, devices)
+    ) as pool:
         futures = [pool.submit(_run_from_dict, config_module.to_dict(config), str(root)) for config in configs]
         return [future.result() for future in futures]

@@ -3,7 +3,10 @@
 Panel j plots the column `y` of the results table (test accuracy by default; any numeric
 column) against stability measure j over the runs, coloured by a config key, and gives
 Spearman's rank correlation ρ over the runs that have both numbers (`scipy.stats.spearmanr`;
-ρ is NaN with fewer than three such runs or a constant column).
+ρ is NaN with fewer than three such runs or a constant column). The measures are those of
+every stability report, plus the discrete growth bound where the runs measured robustness.
+`by` splits the runs on a swept key (one row of panels and one ρ per value): pooling, say,
+two datasets whose accuracies differ mostly by dataset would rank the datasets, not the nets.
 """
 
 import math
@@ -16,10 +19,17 @@ from . import rundir
 from .results import collect
 
 STABILITY_MEASURES = ("outside", "max_growth", "max_log_norm", "gradient_slope", "top_lyapunov")
+# Written by `[analysis] robustness` runs only (`deepest.robustness.robustness_summary`).
+OPTIONAL_MEASURES = ("growth_bound",)
 
 
 def _number(value) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+
+
+def measures(header: list[str]) -> tuple[str, ...]:
+    """The stability measures the table has a column for."""
+    return STABILITY_MEASURES + tuple(measure for measure in OPTIONAL_MEASURES if measure in header)
 
 
 def rank_correlations(header: list[str], rows: list[list], y: str) -> dict[str, float]:
@@ -28,7 +38,7 @@ def rank_correlations(header: list[str], rows: list[list], y: str) -> dict[str, 
         raise ValueError(f"No column {y!r} in the results table. Columns are: {', '.join(header)}.")
     targets = np.array([_number(row[header.index(y)]) for row in rows])
     correlations = {}
-    for measure in STABILITY_MEASURES:
+    for measure in measures(header):
         values = np.array([_number(row[header.index(measure)]) for row in rows])
         both = np.isfinite(values) & np.isfinite(targets)
         constant = both.sum() < 3 or np.ptp(values[both]) == 0 or np.ptp(targets[both]) == 0
@@ -36,8 +46,10 @@ def rank_correlations(header: list[str], rows: list[list], y: str) -> dict[str, 
     return correlations
 
 
-def write_scatter(directory, path, *, y: str = "test_accuracy", colour_by: str | None = None) -> dict[str, float]:
-    """Draw the figure of the runs below `directory` to `path` (PNG); returns the ρ per measure.
+def write_scatter(directory, path, *, y: str = "test_accuracy", colour_by: str | None = None, by: str | None = None) -> dict[str, dict[str, float]]:
+    """Draw the figure of the runs below `directory` to `path` (PNG); returns the ρ per
+    measure of each group of runs: {"key=value": {measure: ρ}} split by the swept key `by`,
+    or {"all runs": {measure: ρ}}.
 
     `colour_by` is a config column of the table (default: the first swept key).
     """
@@ -47,24 +59,37 @@ def write_scatter(directory, path, *, y: str = "test_accuracy", colour_by: str |
     import matplotlib.pyplot as plt
 
     header, rows = collect(directory)
-    correlations = rank_correlations(header, rows, y)
     swept = header[1 : header.index("status")]
+    for name, key in (("colour by", colour_by), ("split by", by)):
+        if key is not None and key not in swept:
+            raise ValueError(f"Cannot {name} {key!r}: it is not a swept key. Swept keys are: {', '.join(swept) or 'none'}.")
     colour_by = colour_by or (swept[0] if swept else None)
-    if colour_by is not None and colour_by not in swept:
-        raise ValueError(f"Cannot colour by {colour_by!r}: it is not a swept key. Swept keys are: {', '.join(swept) or 'none'}.")
-    groups = sorted({repr(row[header.index(colour_by)]) for row in rows}) if colour_by else ["all runs"]
-    figure, axes = plt.subplots(1, len(STABILITY_MEASURES), figsize=(3.4 * len(STABILITY_MEASURES), 3.2), sharey=True)
-    for axis, measure in zip(axes, STABILITY_MEASURES):
-        for group in groups:
-            members = [row for row in rows if colour_by is None or repr(row[header.index(colour_by)]) == group]
-            xs = [_number(row[header.index(measure)]) for row in members]
-            ys = [_number(row[header.index(y)]) for row in members]
-            axis.scatter(xs, ys, s=22, alpha=0.8, label=group.strip("'"))
-        axis.set_xlabel(measure)
-        axis.set_title(f"Spearman ρ = {correlations[measure]:.2f}", fontsize="medium")
-    axes[0].set_ylabel(y)
-    axes[-1].legend(title=colour_by, fontsize="small", loc="best")
+    split = _groups(header, rows, by) if by else {"all runs": rows}
+    correlations = {label: rank_correlations(header, members, y) for label, members in split.items()}
+    columns = measures(header)
+    colours = sorted({repr(row[header.index(colour_by)]) for row in rows}) if colour_by else ["all runs"]
+    figure, axes = plt.subplots(
+        len(split), len(columns), figsize=(3.4 * len(columns), 3.2 * len(split)), sharey="row", squeeze=False
+    )
+    for axes_row, (label, members) in zip(axes, split.items()):
+        for axis, measure in zip(axes_row, columns):
+            for colour in colours:
+                coloured = [row for row in members if colour_by is None or repr(row[header.index(colour_by)]) == colour]
+                xs = [_number(row[header.index(measure)]) for row in coloured]
+                ys = [_number(row[header.index(y)]) for row in coloured]
+                axis.scatter(xs, ys, s=22, alpha=0.8, label=colour.strip("'"))
+            axis.set_xlabel(measure)
+            where = f"{label}: " if by else ""
+            axis.set_title(f"{where}Spearman ρ = {correlations[label][measure]:.2f}", fontsize="medium")
+        axes_row[0].set_ylabel(y)
+    axes[0, -1].legend(title=colour_by, fontsize="small", loc="best")
     figure.tight_layout()
     rundir.write_atomic(pathlib.Path(path), lambda file: figure.savefig(file, format="png", dpi=110))
     plt.close(figure)
     return correlations
+
+
+def _groups(header: list[str], rows: list[list], key: str) -> dict[str, list[list]]:
+    """The rows split by their value of the column `key`, labelled "key=value", in sorted order."""
+    values = sorted({row[header.index(key)] for row in rows}, key=repr)
+    return {f"{key}={value}": [row for row in rows if row[header.index(key)] == value] for value in values}

@@ -1,0 +1,149 @@
+"""Data-parallel training equals one device; a sweep gives each worker its own cores."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+
+import deepest as dp
+from deepest import _devices, cli, train
+
+# Trains a net on moons with a random regulariser (its probes are drawn inside the sharded
+# step), recording the device count of every minibatch the step saw. The same code runs here on
+# this process's one device, and in a subprocess on two, from the same net and data: built here
+# and saved, since building them eagerly costs the subprocess more than training (its net is
+# only traced, `filter_eval_shape`, and filled with the saved parameters).
+TRAINING = """
+import equinox as eqx, jax
+import deepest as dp
+from deepest import train
+
+def make_net():
+    key = jax.random.PRNGKey(0)
+    return dp.SolverNet(
+        dp.fields.MLP(state_dim=4, width=8, depth=1, key=key), num_steps=4,
+        encoder=dp.encoders.ZeroAugmentation(2), readout=eqx.nn.Linear(4, 2, key=key),
+    )
+
+def train_moons(net, data, seen):
+    make_step = train.make_step
+
+    def spying(*args, **options):
+        step = make_step(*args, **options)
+
+        def spied(model, state, xs, *rest):
+            seen.append(len(xs.sharding.device_set))
+            return step(model, state, xs, *rest)
+
+        return spied
+
+    train.make_step = spying
+    try:
+        return train.fit(
+            net, data, train.optimiser("adam", 1e-2), num_steps=6, batch_size=16, key=jax.random.PRNGKey(0),
+            log_every=6, regularisation=[("jacobian_frobenius", 0.1, {})],
+        )
+    finally:
+        train.make_step = make_step
+"""
+
+TWO_DEVICES = """
+import json, pickle, sys
+import jax
+jax.config.update("jax_enable_x64", True)
+import equinox as eqx, numpy as np
+exec(sys.argv[1])
+with open(sys.argv[2], "rb") as file:
+    leaves, data = pickle.load(file)
+shapes, static = eqx.partition(eqx.filter_eval_shape(make_net), lambda leaf: isinstance(leaf, jax.ShapeDtypeStruct))
+net = eqx.combine(jax.tree.unflatten(jax.tree.structure(shapes), leaves), static)
+seen = []
+result = train_moons(net, data, seen)
+np.savez(sys.argv[3], *jax.tree.leaves(eqx.filter(result.model, eqx.is_inexact_array)))
+homes = {len(leaf.sharding.device_set) for leaf in jax.tree.leaves(eqx.filter(result.model, eqx.is_array))}
+print(json.dumps({"devices": jax.local_device_count(), "seen": seen, "homes": sorted(homes), "last": result.history[-1]}))
+"""
+
+
+def test_training_on_two_cpu_devices_equals_one_device(tmp_path):
+    namespace, seen = {}, []
+    exec(TRAINING, namespace)
+    net, data = namespace["make_net"](), dp.data.make("moons", num_samples=128, seed=0)
+    inputs, outputs = tmp_path / "inputs.pickle", tmp_path / "two.npz"
+    inputs.write_bytes(pickle.dumps(([np.asarray(leaf) for leaf in jax.tree.leaves(eqx.filter(net, eqx.is_array))], data)))
+    # This process's JAX has started with one device: the two-device side needs its own.
+    finished = subprocess.run(
+        [sys.executable, "-c", TWO_DEVICES, TRAINING, str(inputs), str(outputs)],
+        env={**os.environ, "JAX_NUM_CPU_DEVICES": "2"}, capture_output=True, text=True, timeout=120,
+    )
+    assert finished.returncode == 0, finished.stderr
+    two = json.loads(finished.stdout.splitlines()[-1])
+    # Every step split its minibatch over both devices; the trained model comes back on one.
+    assert two["devices"] == 2 and two["seen"] == [2] * 6 and two["homes"] == [1]
+    one = namespace["train_moons"](net, data, seen)
+    assert jax.local_device_count() == 1 and seen == [1] * 6
+    with np.load(outputs) as saved:
+        parameters = [saved[f"arr_{index}"] for index in range(len(saved.files))]
+    # The same float64 arithmetic; the batch means and gradients are summed per device, then
+    # across devices: a few ulps per step, far below 1e-10 after 6 Adam steps (measured 2e-15).
+    for a, b in zip(jax.tree.leaves(eqx.filter(one.model, eqx.is_inexact_array)), parameters, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    for name in ("loss", "jacobian_frobenius", "test_loss"):
+        np.testing.assert_allclose(one.history[-1][name], two["last"][name], rtol=1e-10)
+
+
+def test_a_minibatch_is_split_over_the_most_devices_that_divide_it():
+    device = jax.local_devices()[0]
+    split, replicated = _devices.batch_shardings(7, [device])
+    assert split.mesh.size == 1 and replicated.is_fully_replicated
+    assert [_devices.data_parallel_width(batch, 4) for batch in (256, 6, 9, 7, 2)] == [4, 3, 3, 1, 2]
+    with pytest.raises(ValueError, match="`devices` is empty"):
+        _devices.batch_shardings(8, [])
+
+
+def test_sweeps_give_each_worker_its_own_cores():
+    # (jobs, runs, cores) -> the cores of each worker; a single share runs in this process.
+    assert _devices.sweep_layout(1, 4, [0, 1]) == [[0, 1]]
+    assert _devices.sweep_layout(2, 1, [0, 1]) == [[0, 1]]
+    assert _devices.sweep_layout(2, 4, [0, 1]) == [[0], [1]]
+    assert _devices.sweep_layout(4, 3, list(range(16))) == [list(range(6)), list(range(6, 11)), list(range(11, 16))]
+    assert _devices.sweep_layout(3, 8, [0, 1]) == [[0], [1], [0]]  # more jobs than cores: one each
+    with pytest.raises(ValueError, match="`jobs` must be a positive integer, got 0"):
+        _devices.sweep_layout(0, 4, [0, 1])
+    cores = _devices.available_cores()
+    assert cli.parser().parse_args(["run", "x.toml"]).jobs == len(cores) == len(os.sched_getaffinity(0))
+    assert cli.parser().parse_args(["run", "x.toml"]).devices == 1
+    for option in ("--jobs", "--devices"):
+        with pytest.raises(SystemExit):
+            cli.parser().parse_args(["run", "x.toml", option, "0"])
+
+
+def test_a_sweep_worker_runs_on_its_share_with_the_devices_asked_for():
+    # The worker's initializer in a process of its own, as the spawn pool runs it.
+    script = (
+        "import multiprocessing, os, jax\n"
+        "from deepest import _devices\n"
+        "shares = multiprocessing.get_context('spawn').Queue()\n"
+        "shares.put([0])\n"
+        "_devices.start_worker(shares, 2)\n"
+        "print(sorted(os.sched_getaffinity(0)), jax.config.jax_num_cpu_devices, jax.local_device_count())\n"
+    )
+    environment = {name: value for name, value in os.environ.items() if name != "JAX_NUM_CPU_DEVICES"}
+    finished = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.split() == ["[0]", "2", "2"]  # the count set (unset it reads -1), then used
+
+
+def test_cpu_devices_cannot_change_once_jax_has_started(monkeypatch):
+    jax.devices()  # make sure the backend is up
+    monkeypatch.delenv("JAX_NUM_CPU_DEVICES", raising=False)
+    with pytest.raises(RuntimeError, match="JAX's backend has already started"):
+        _devices.use_cpu_devices(jax.local_device_count() + 1)
+    monkeypatch.setenv("JAX_NUM_CPU_DEVICES", "3")
+    _devices.use_cpu_devices(5)  # the user's explicit count wins: nothing to change
