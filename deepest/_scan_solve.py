@@ -15,9 +15,15 @@ same steps of the same solver in the same order, so it gives the same numbers, a
 `jax.checkpoint` on the scan body keeps reverse mode at the memory of diffrax's
 `RecursiveCheckpointAdjoint(checkpoints=L)`: the L carried (y_k, s_k), each step recomputed
 once on the way back.
+
+An explicit Runge–Kutta step (`diffrax.AbstractERK`) is evaluated from that solver's own
+Butcher tableau with its stages written out (`explicit_runge_kutta_step`): diffrax runs the
+stages in a loop built for variable stage counts and implicit stages, whose reverse mode made
+a classical-RK4 training step 1.4–1.7 times as long as a hand-written one (benchmarks/README.md,
+2026-12-04); written out, the stages are what a hand-written step computes. The other
+explicit solvers (Euler, the partitioned, multistep and reversible ones) take diffrax's step.
 """
 
-import dataclasses
 import functools
 
 import diffrax
@@ -52,14 +58,14 @@ def scan_solve(method: diffrax.AbstractSolver, terms, times, y0, *, all_states: 
             f"scan_solve takes explicit solvers, whose steps cannot fail; {type(method).__name__} is "
             f"implicit (its root find may fail). Integrate it with diffrax.diffeqsolve."
         )
-    if isinstance(method, diffrax.AbstractRungeKutta):
-        # diffrax's default stage loop is a checkpointed while loop (a custom_vjp) that recomputes
-        # the stages once more inside our own checkpoint; the "bounded" loop runs the same stages,
-        # makes an RK4 training step a fifth faster (measured on CPU) and supports forward mode.
-        method = dataclasses.replace(method, scan_kind="bounded")
     # Time enters the state through the field, so the state computes in at least its precision.
     y0 = jax.tree.map(lambda part: part.astype(jnp.result_type(part, times.dtype)), y0)
-    solver_state = method.init(terms, times[0], times[1], y0, None)
+    if isinstance(method, diffrax.AbstractERK):
+        # What diffrax's FSAL state holds after its first step: f(t_0, y_0).
+        fsal = type(method).tableau.fsal
+        solver_state = terms.vf(times[0], y0, None) if fsal else None
+    else:
+        solver_state = method.init(terms, times[0], times[1], y0, None)
 
     # Only the carry (y_k, s_k) of each step is kept for the backward pass; the stages are
     # recomputed there. prevent_cse=False is JAX's advice for a checkpoint inside a scan,
@@ -67,10 +73,42 @@ def scan_solve(method: diffrax.AbstractSolver, terms, times, y0, *, all_states: 
     @functools.partial(jax.checkpoint, prevent_cse=False)
     def one_step(carry, interval):
         y, state = carry
-        y, _, _, state, _ = method.step(terms, interval[0], interval[1], y, None, state, made_jump=False)
+        if isinstance(method, diffrax.AbstractERK):
+            y, state = explicit_runge_kutta_step(type(method).tableau, terms, interval[0], interval[1], y, state)
+        else:
+            y, _, _, state, _ = method.step(terms, interval[0], interval[1], y, None, state, made_jump=False)
         return (y, state), (y if all_states else None)
 
     (y_last, _), later_states = jax.lax.scan(one_step, (y0, solver_state), (times[:-1], times[1:]))
     if all_states:
         return jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), y0, later_states)
     return y_last
+
+
+def explicit_runge_kutta_step(tableau: diffrax.ButcherTableau, term: diffrax.ODETerm, t0, t1, y, first_stage):
+    """One step of the explicit Runge–Kutta method of `tableau` from (t0, y) to t1, h = t1 − t0:
+
+        k_1 = f(t0 + c_1 h, y),   k_i = f(t0 + c_i h, y + h Σ_{j<i} a_ij k_j),   y_1 = y + h Σ_i b_i k_i
+
+    (Hairer, Nørsett & Wanner, Solving ODEs I, §II.1), the stages written out. A
+    first-same-as-last tableau takes k_1 = `first_stage` = f(t0, y), the last stage of the
+    step before (as diffrax's steps pass it on), and returns its own last stage f(t1, y_1);
+    others take and return None. Zero coefficients are skipped, as they add nothing.
+
+    Returns:
+        (y_1, the next solver state).
+    """
+    h = t1 - t0
+    # Python floats: weakly typed, so a float32 state stays float32.
+    stages = [first_stage if tableau.fsal else term.vf(t0 + float(tableau.c1) * h, y, None)]
+    for c_i, a_i in zip(tableau.c, tableau.a_lower, strict=True):
+        increment = _combination(a_i, stages)
+        stages.append(term.vf(t0 + float(c_i) * h, y if increment is None else y + h * increment, None))
+    y1 = y + h * _combination(tableau.b_sol, stages)
+    return y1, (stages[-1] if tableau.fsal else None)
+
+
+def _combination(coefficients, stages):
+    """Σ_j coefficients_j stages_j over the nonzero coefficients; None if all are zero."""
+    terms = [float(coefficient) * stage for coefficient, stage in zip(coefficients, stages) if coefficient != 0]
+    return functools.reduce(lambda total, term: total + term, terms) if terms else None
