@@ -143,8 +143,8 @@ def _set_distance(values, expected):
 
 @pytest.fixture
 def small_pieces(monkeypatch):
-    # Pieces of 23 matrices to the host (the last one overlapping the one before it), blocks
-    # of 5 to the threads: the paths a batch of large Jacobians takes, at test size.
+    # Pieces of 23 matrices to the host (the last one overlapping the one before it; under
+    # jit), blocks of 5 to the threads: the paths a batch of large Jacobians takes, at test size.
     monkeypatch.setattr(_batched_linalg, "_PIECE_BYTES", 0)
     monkeypatch.setattr(_batched_linalg, "_PIECE_MATRICES", 23)
     monkeypatch.setattr(_batched_linalg, "_block_length", lambda size: 5)
@@ -171,6 +171,7 @@ def test_batched_symmetric_and_singular_values_are_the_closed_form(small_pieces)
     spectrum = rng.uniform(-3, 3, (150, 6))
     symmetric = q[0] * spectrum[:, None, :] @ np.swapaxes(q[0], -1, -2)
     np.testing.assert_allclose(symmetric_eigenvalues(symmetric), np.sort(spectrum), atol=1e-13)
+    np.testing.assert_allclose(jax.jit(symmetric_eigenvalues)(symmetric), np.sort(spectrum), atol=1e-13)
     single = symmetric_eigenvalues(symmetric.astype(np.float32))
     # n·ε·‖A‖₂ = 6 · 1.2e-7 · 3 ≈ 2e-6, as for the eigenvalues above.
     assert single.dtype == np.float32
@@ -187,10 +188,11 @@ def test_non_finite_jacobians_give_nan_eigenvalues_not_an_error(small_pieces):
     broken = [0, 22, 23, 180, 199]
     matrices[broken[:3], 1, 2] = np.nan
     matrices[broken[3:], 0, 0] = np.inf
-    values = np.asarray(eigenvalues(matrices))
-    assert np.isnan(values[broken]).all()
     kept = np.setdiff1d(np.arange(200), broken)
-    np.testing.assert_array_equal(values[kept], np.linalg.eigvals(matrices[kept]))
+    for solve in (eigenvalues, jax.jit(eigenvalues)):  # directly, and in pieces by callback
+        values = np.asarray(solve(matrices))
+        assert np.isnan(values[broken]).all()
+        np.testing.assert_array_equal(values[kept], np.linalg.eigvals(matrices[kept]))
     np.testing.assert_allclose(eigenvalues(np.stack([np.eye(2), np.full((2, 2), np.inf)]))[0], [1, 1])
 
 

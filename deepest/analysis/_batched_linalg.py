@@ -9,8 +9,10 @@ buffers it then drops (1 GB for 200 MB of matrices); SciPy's LAPACK wrappers hol
 threads cannot share their work. NumPy's LAPACK gufuncs loop over a batch in C without the
 GIL, one vector-free call per matrix.
 
-So the batch leaves JAX through `jax.pure_callback` (works under jit and vmap) in pieces of
-about `_PIECE_BYTES`, because JAX hands a callback two copies of its operand; each piece is cut
+So the batch leaves JAX: called outside jit, directly; under jit and vmap, through
+`jax.pure_callback` in pieces of about `_PIECE_BYTES`, because JAX hands a callback two copies
+of its operand (and on a CPU such a callback can deadlock with computations dispatched after
+it, jax-ml/jax#25861: the library's own analyses call these outside jit). Each piece is cut
 into blocks that one thread per core takes in turn (a core that another process keeps busy
 simply takes fewer), and each block goes straight to the gufunc of `numpy.linalg._umath_linalg`
 in its own precision. `np.linalg.eigvals` itself would cast float32 to float64 (1.6× slower
@@ -107,6 +109,13 @@ def _callback(gufunc, matrices, out_dtype):
     if matrices.ndim < 2 or matrices.shape[-1] != matrices.shape[-2]:
         raise ValueError(f"Expected a batch of square matrices (..., n, n), got shape {matrices.shape}.")
     batch_shape, size = matrices.shape[:-2], matrices.shape[-1]
+    if not isinstance(matrices, jax.core.Tracer):
+        # Called outside jit: straight to LAPACK from this thread. Through a callback, the batch
+        # would become a computation that JAX dispatches asynchronously, and on a CPU such a
+        # callback, waiting for its operand, can deadlock with the computations dispatched after
+        # it (jax-ml/jax#25861; seen here in a sweep worker on one core).
+        values = _on_every_core(gufunc, np.asarray(matrices).reshape(-1, size, size), out_dtype)
+        return jnp.asarray(values.reshape(*batch_shape, size))
     flat = matrices.reshape(-1, size, size)
     count = flat.shape[0]
     per_piece = max(_PIECE_MATRICES, _PIECE_BYTES // max(1, size * size * flat.dtype.itemsize))

@@ -94,11 +94,20 @@ def gronwall_bound(net: SolverNet, xs) -> GronwallBound:
         >>> bound.discrete, bound.continuous
     """
     check_one_step(net, "gronwall_bound")
-    return _gronwall_bound(net, check_batch(xs, "gronwall_bound"))
+    field_jacobians, step_jacobians = _layer_jacobians(net, check_batch(xs, "gronwall_bound"))
+    # The batched LAPACK calls run outside jit (see deepest.analysis._batched_linalg).
+    symmetric_parts = (field_jacobians + jnp.swapaxes(field_jacobians, -1, -2)) / 2
+    return GronwallBound(
+        log_norm=symmetric_eigenvalues(symmetric_parts)[..., -1],
+        step_norms=singular_values(step_jacobians)[..., 0],
+        times=layer_times(net)[:-1],
+        step_size=net.step_size,
+    )
 
 
 @eqx.filter_jit
-def _gronwall_bound(net, xs):
+def _layer_jacobians(net, xs):
+    """∂f/∂y and ∂y_{k+1}/∂y_k at every layer state of every sample: (batch, layers, d, d) each."""
     times = layer_times(net)
 
     def one_sample(x):
@@ -116,11 +125,4 @@ def _gronwall_bound(net, xs):
         _, jacobians = jax.lax.scan(one_layer, net.encode(x), (times[:-1], times[1:]))
         return jacobians
 
-    field_jacobians, step_jacobians = jax.vmap(one_sample)(xs)
-    symmetric_parts = (field_jacobians + jnp.swapaxes(field_jacobians, -1, -2)) / 2
-    return GronwallBound(
-        log_norm=symmetric_eigenvalues(symmetric_parts)[..., -1],
-        step_norms=singular_values(step_jacobians)[..., 0],
-        times=times[:-1],
-        step_size=net.step_size,
-    )
+    return jax.vmap(one_sample)(xs)
