@@ -271,3 +271,17 @@ def test_results_figure_by_a_swept_key_correlates_within_each_group(tmp_path, ca
     assert figure.exists() and "model.kind=a: outside -1.00" in printed and "model.kind=b: outside +1.00" in printed
     assert cli.main(["results", str(tmp_path), "--figure", str(figure), "--by", "data.name"]) == 2
     assert "Cannot split by 'data.name'" in capsys.readouterr().err
+
+
+def test_a_sweep_pool_runs_seeds_of_one_setting_in_one_task_and_keeps_every_worker_busy():
+    from deepest.experiment.runner import _pool_tasks
+
+    grid = 'sweep.grid={"discretisation.solver"=["euler","rk4"],"model.seed"=[0,1,2]}'
+    configs = config.load(EXPERIMENTS / "quickstart.toml", [grid])
+    tasks = _pool_tasks(configs, 2)
+    assert sorted(index for task in tasks for index in task) == list(range(6))
+    assert len(tasks) == 2 and all(len({configs[index].discretisation.solver for index in task}) == 1 for task in tasks)
+    assert all({configs[index].model.seed for index in task} == {0, 1, 2} for task in tasks)
+    # One setting, three seeds, two workers: the group is halved so that both have work.
+    seeds_only = config.load(EXPERIMENTS / "quickstart.toml", ['sweep.grid={"model.seed"=[0,1,2]}'])
+    assert sorted(map(len, _pool_tasks(seeds_only, 2))) == [1, 2]
