@@ -11,10 +11,10 @@ On a CPU it does not pay for the nets this project trains: XLA's partitioner all
 weight gradients inside the backward solve, at every solver step, and each device's share of a
 small batch costs nearly as much as the whole batch. Measured on the 2-core machine
 (2026-12-04, `python -m benchmarks --only devices`, table in benchmarks/README.md: a training
-step of `fit`, Euler, tanh MLP of depth 2 on a 4-dimensional state): on two devices a step
-took 5.8 times as long as on one at width 32, batch 128, 4 steps; 1.9 times at width 64,
-batch 256, 20 steps; 1.2 times at width 128, batch 512, 20 steps (an earlier run: 2.0, 1.9
-and 0.98). One device is therefore the default.
+step of `fit`, Euler, tanh MLP of depth 2 on a 4-dimensional state), over three runs: on two
+devices a step took 2.0–9.3 times as long as on one at width 32, batch 128, 4 steps; 1.7–1.9
+times at width 64, batch 256, 20 steps; 0.98–1.2 times at width 128, batch 512, 20 steps. One
+device is therefore the default.
 
 CPU devices. JAX shows a CPU as one device unless told otherwise before its backend starts
 (`jax_num_cpu_devices`, or `JAX_NUM_CPU_DEVICES` in the environment when jax is imported).
