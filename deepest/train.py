@@ -10,7 +10,7 @@ continues exactly as the uninterrupted run would have.
 Each minibatch is split over the local devices (data parallel, `deepest._devices`), and the
 numbers equal those of one device up to float round-off. A CPU is one device unless JAX was
 started with more (`deepest run --devices D`; in your own code `JAX_NUM_CPU_DEVICES` before
-importing jax); on 2 cores two devices were no faster for any net measured (`deepest._devices`).
+importing jax); on 2 cores two devices were at best level with one (`deepest._devices`).
 """
 
 import dataclasses
