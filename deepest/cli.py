@@ -8,7 +8,7 @@
 `deepest run` uses the whole machine: a sweep runs in a pool of --jobs worker processes (default
 one per available core), each pinned to its own share of the cores. --devices D shows each
 run's process D CPU devices, over which training splits every minibatch (`deepest._devices`);
-the default, one, was as fast or faster on the 2-core machine for every net measured.
+the default, one: on the 2-core machine two devices were at best level with it (benchmarks/README.md).
 """
 
 import argparse
