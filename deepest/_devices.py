@@ -22,7 +22,8 @@ The library never changes it; `use_cpu_devices` is called only in processes deep
 `deepest run` command (`--devices D`, default 1) and the workers of its process pool. Those
 each get their own share of the cores (`sweep_layout`), pinned by CPU affinity, and D
 devices: XLA sizes its intra-op thread pool by the affinity mask, so W workers together keep
-one busy thread per core, where unpinned each would run its large operations on every core. (`--xla_cpu_multi_thread_eigen=false` in XLA_FLAGS does not stop that: measured, a
+one busy thread per core, where unpinned each would run its large operations on every core.
+(`--xla_cpu_multi_thread_eigen=false` in XLA_FLAGS does not stop that: measured, a
 single-device step on batch 2048 still keeps two threads busy on two cores.)
 """
 

@@ -60,10 +60,10 @@ def scan_solve(method: diffrax.AbstractSolver, terms, times, y0, *, all_states: 
         )
     # Time enters the state through the field, so the state computes in at least its precision.
     y0 = jax.tree.map(lambda part: part.astype(jnp.result_type(part, times.dtype)), y0)
-    if isinstance(method, diffrax.AbstractERK):
+    tableau = type(method).tableau if isinstance(method, diffrax.AbstractERK) else None
+    if tableau is not None:
         # What diffrax's FSAL state holds after its first step: f(t_0, y_0).
-        fsal = type(method).tableau.fsal
-        solver_state = terms.vf(times[0], y0, None) if fsal else None
+        solver_state = terms.vf(times[0], y0, None) if tableau.fsal else None
     else:
         solver_state = method.init(terms, times[0], times[1], y0, None)
 
@@ -73,8 +73,8 @@ def scan_solve(method: diffrax.AbstractSolver, terms, times, y0, *, all_states: 
     @functools.partial(jax.checkpoint, prevent_cse=False)
     def one_step(carry, interval):
         y, state = carry
-        if isinstance(method, diffrax.AbstractERK):
-            y, state = explicit_runge_kutta_step(type(method).tableau, terms, interval[0], interval[1], y, state)
+        if tableau is not None:
+            y, state = explicit_runge_kutta_step(tableau, terms, interval[0], interval[1], y, state)
         else:
             y, _, _, state, _ = method.step(terms, interval[0], interval[1], y, None, state, made_jump=False)
         return (y, state), (y if all_states else None)
