@@ -23,6 +23,8 @@ from .fields import AbstractSeparableField, AbstractVectorField
 from .solvers import PARTITIONED, SOLVERS, check_solver_name, check_solver_options, solver, supports_adaptive
 
 ADJOINTS = ("recursive_checkpoint", "backsolve", "direct")
+# How `solve_batch` steps an adaptive net: each sample its own step sizes, or the batch as one system.
+BATCH_STEPPING = ("per_sample", "shared")
 
 # diffrax's own default budget for adaptive solves.
 _ADAPTIVE_MAX_STEPS = 4096
@@ -54,8 +56,15 @@ class SolverNet(eqx.Module):
         throw: raise on solver failure (default), or return diffrax's result code in
             `solve(x).result` so that sweeps can record a failure instead of crashing.
         root_rtol, root_atol: root-finder tolerances of implicit solvers.
+        batch_stepping: how `solve_batch` (and so `deepest.train`) steps an adaptive net:
+            "per_sample" (default; each sample is its own ODE with its own step sizes, exactly
+            `jax.vmap(net.solve)`) or "shared" (the batch is one system y' = [f(t, y_b)]_b
+            with one step size, its error the RMS over the whole batch, as torchdiffeq steps a
+            batch: a sample's output then depends on the rest of its batch, and the batch costs
+            one solve's steps instead of its slowest sample's under vmap). Fixed-step nets
+            take the same steps either way.
 
-    Calls act on one sample; batch with `jax.vmap(net)(xs)`.
+    Calls act on one sample; batch with `jax.vmap(net)(xs)` or `net.solve_batch(xs)`.
 
     Example:
         >>> field = deepest.fields.MLP(state_dim=2, width=32, depth=1, key=key)
@@ -81,6 +90,7 @@ class SolverNet(eqx.Module):
     throw: bool = eqx.field(static=True)
     root_rtol: float = eqx.field(static=True)
     root_atol: float = eqx.field(static=True)
+    batch_stepping: str = eqx.field(static=True)
 
     def __init__(
         self,
@@ -100,6 +110,7 @@ class SolverNet(eqx.Module):
         throw: bool = True,
         root_rtol: float = 1e-6,
         root_atol: float = 1e-6,
+        batch_stepping: str = "per_sample",
     ):
         check_solver_name(solver)
         # A mapping from users; `dataclasses.replace` (with_solver) passes the stored pairs.
@@ -108,6 +119,8 @@ class SolverNet(eqx.Module):
             raise TypeError(f"field must be a deepest.fields.AbstractVectorField, got {type(field).__name__}.")
         if adjoint not in ADJOINTS:
             raise ValueError(f"Unknown adjoint {adjoint!r}. Valid adjoints are: {', '.join(ADJOINTS)}.")
+        if batch_stepping not in BATCH_STEPPING:
+            raise ValueError(f"Unknown batch_stepping {batch_stepping!r}. Valid values are: {', '.join(BATCH_STEPPING)}.")
         if not t1 > t0:
             raise ValueError(f"SolverNet needs t1 > t0, got t0={t0}, t1={t1}.")
         if num_steps is None:
@@ -141,6 +154,7 @@ class SolverNet(eqx.Module):
         self.throw = throw
         self.root_rtol = root_rtol
         self.root_atol = root_atol
+        self.batch_stepping = batch_stepping
 
     @property
     def step_size(self) -> float:
@@ -186,7 +200,29 @@ class SolverNet(eqx.Module):
         """
         if saveat is None and self._scans:
             return self._scan_solution(x)
-        return self._diffeqsolve(x, saveat)
+        terms, y0 = self._terms_and_start(x)
+        solution = self._diffeqsolve(terms, y0, saveat)
+        if self.solver in PARTITIONED:
+            solution = eqx.tree_at(lambda s: s.ys, solution, self._joined(solution.ys))
+        return solution
+
+    def solve_batch(self, xs) -> diffrax.Solution:
+        """The solutions from a batch xs of shape (B, …), shaped as `jax.vmap(net.solve)(xs)`:
+        `ys` (B, 1, state_dim), `stats` and `result` per sample.
+
+        With `batch_stepping="shared"` an adaptive net solves the batch as one system, one step
+        size for all of it (its `stats` and `result`, repeated for each sample); otherwise this
+        is `jax.vmap(net.solve)(xs)`.
+        """
+        if self.num_steps is not None or self.batch_stepping == "per_sample":
+            return jax.vmap(self.solve)(xs)
+        # Adaptive solvers are never partitioned (none has an error estimate), so one term.
+        batched_field = lambda t, ys, args: jax.vmap(self.field, in_axes=(None, 0, None))(t, ys, args)
+        solution = self._diffeqsolve(diffrax.ODETerm(batched_field), jax.vmap(self.encode)(xs), saveat=None)
+        # ys (saves, B, d) → (B, saves, d); every other leaf (times, stats, result) repeated per sample.
+        per_sample = lambda leaf: jnp.broadcast_to(leaf, (xs.shape[0], *jnp.shape(leaf)))
+        repeated = jax.tree.map(per_sample, dataclasses.replace(solution, ys=None))
+        return dataclasses.replace(repeated, ys=jnp.swapaxes(solution.ys, 0, 1))
 
     def _scan_solution(self, x) -> diffrax.Solution:
         """The `Solution` diffeqsolve would give with SaveAt(t1=True), from `scan_solve`."""
@@ -246,9 +282,10 @@ class SolverNet(eqx.Module):
         terms, y0 = self._terms_and_start(x)
         return self._joined(scan_solve(self._method(), terms, times, y0, all_states=all_states))
 
-    def _diffeqsolve(self, x, saveat: diffrax.SaveAt | None):
-        """`solve` by `diffrax.diffeqsolve`, whatever the net (the path of adaptive, implicit,
-        backsolve and direct nets, and of explicit saveats)."""
+    def _diffeqsolve(self, terms, y0, saveat: diffrax.SaveAt | None) -> diffrax.Solution:
+        """`diffrax.diffeqsolve` of the terms from y0 under this net's solver, steps and adjoint,
+        whatever the net (the path of adaptive, implicit, backsolve and direct nets, of explicit
+        saveats and of shared batch steps)."""
         fixed = self.num_steps is not None
         if fixed:
             grid = self._times()
@@ -265,8 +302,7 @@ class SolverNet(eqx.Module):
             "backsolve": lambda: diffrax.BacksolveAdjoint(stepsize_controller=backward_controller),
             "direct": diffrax.DirectAdjoint,
         }[self.adjoint]()
-        terms, y0 = self._terms_and_start(x)
-        solution = diffrax.diffeqsolve(
+        return diffrax.diffeqsolve(
             terms,
             self._method(),
             t0=self.t0,
@@ -279,9 +315,6 @@ class SolverNet(eqx.Module):
             max_steps=max_steps,
             throw=self.throw,
         )
-        if self.solver in PARTITIONED:
-            solution = eqx.tree_at(lambda s: s.ys, solution, self._joined(solution.ys))
-        return solution
 
     def final_state(self, x):
         """y(t1), before the readout."""

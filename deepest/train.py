@@ -71,7 +71,7 @@ def _forward(model: SolverNet, xs, targets, task: str):
     the batch: the layers of a fixed-step net, the cost of an adaptive one;
     `function_evaluations` the evaluations of f they took (`deepest.solvers.function_evaluations`).
     """
-    solution = jax.vmap(model.solve)(xs)
+    solution = model.solve_batch(xs)
     final = solution.ys[:, -1]
     outputs = final if model.readout is None else jax.vmap(model.readout)(final)
     loss = jnp.mean(jax.vmap(loss_fn_for(task))(outputs, targets))

@@ -92,6 +92,7 @@ def test_more_bad_configs_are_refused_before_running(tmp_path):
         ({"data": {"seed": -1}}, r"\[0, 4294967296\)"),
         ({"model": {"replicas": 0}}, "model.replicas"),
         ({"discretisation": {"lm_resnet_k": 0.5}}, 'unless discretisation.solver = "lm_resnet"'),
+        ({"discretisation": {"batch_stepping": "batch"}}, "one of per_sample, shared"),
         ({"regularisation": {"kinetic_energy": -1.0}}, "non-negative weight"),
         ({"regularisation": {"weight_smoothness": 0.1}}, "model.per_layer = true"),
         ({"regularisation": {"spectral_penalty": 0.1}, "discretisation": {"num_steps": 0, "solver": "tsit5"}}, "fixed layer grid"),

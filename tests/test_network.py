@@ -172,6 +172,46 @@ def test_failures_are_values_when_not_throwing():
         dp.SolverNet(field, solver="tsit5", num_steps=None, rtol=1e-10, atol=1e-10, max_steps=4)(X)
 
 
+# A damped rotation: y(1) = expm(A) y0 in closed form.
+_ROTATION = jnp.array([[-0.5, 1.0], [-1.0, -0.5]])
+
+
+def test_shared_batch_steps_solve_the_batch_as_one_system():
+    xs = jax.random.normal(KEY, (5, 2))
+    tight = dict(solver="tsit5", num_steps=None, rtol=1e-8, atol=1e-10)
+    shared = dp.SolverNet(dp.fields.Linear(_ROTATION), batch_stepping="shared", **tight)
+    solution = shared.solve_batch(xs)
+    assert solution.ys.shape == (5, 1, 2) and solution.stats["num_steps"].shape == (5,)
+    # One step size for the batch: every sample took the same steps.
+    assert len(set(np.asarray(solution.stats["num_steps"]).tolist())) == 1
+    # rtol 1e-8 on states of size ~1: the global error stays within ~100 × rtol.
+    exact = xs @ jax.scipy.linalg.expm(_ROTATION).T
+    np.testing.assert_allclose(solution.ys[:, -1], exact, atol=1e-6)
+    # A batch of one is the per-sample solve: the same RMS error norm, so the same steps.
+    np.testing.assert_allclose(shared.solve_batch(xs[:1]).ys[0], shared.solve(xs[0]).ys, rtol=1e-12)
+    per_sample = jax.vmap(dp.SolverNet(dp.fields.Linear(_ROTATION), **tight).solve)(xs)
+    assert not np.array_equal(per_sample.stats["num_steps"], solution.stats["num_steps"])
+
+
+def test_shared_batch_steps_gradient_matches_the_per_sample_one():
+    xs = jax.random.normal(KEY, (3, 2))
+    tight = dict(solver="tsit5", num_steps=None, rtol=1e-10, atol=1e-12)
+
+    def gradient(batch_stepping):
+        net = dp.SolverNet(dp.fields.Linear(_ROTATION), batch_stepping=batch_stepping, **tight)
+        loss = lambda net: jnp.sum(net.solve_batch(xs).ys ** 2)
+        return eqx.filter_grad(loss)(net).field.matrix
+
+    # Both discretise the same exact gradient to within ~100 × rtol.
+    np.testing.assert_allclose(gradient("shared"), gradient("per_sample"), atol=1e-7)
+
+
+def test_fixed_steps_take_the_same_steps_shared_or_not():
+    xs = jax.random.normal(KEY, (3, 2))
+    net = dp.SolverNet(_mlp(), solver="rk4", num_steps=4, batch_stepping="shared")
+    np.testing.assert_array_equal(net.solve_batch(xs).ys, jax.vmap(net.solve)(xs).ys)
+
+
 def test_encoder_and_readout():
     readout = eqx.nn.Linear(4, 3, key=KEY)
     net = dp.SolverNet(
@@ -191,6 +231,7 @@ def test_encoder_and_readout():
         (dict(num_steps=0), "positive integer"),
         (dict(num_steps=None, solver="rk4"), "no error estimate.*tsit5"),
         (dict(t0=1.0, t1=1.0), "t1 > t0"),
+        (dict(batch_stepping="batch"), "Valid values are: per_sample, shared"),
     ],
 )
 def test_bad_configuration_is_named(arguments, message):

@@ -92,6 +92,9 @@ def test_nan_loss_non_finite_update_and_solver_failure_each_diverge_with_their_r
     starved = _net().with_solver("tsit5", num_steps=None, rtol=1e-8, atol=1e-8, max_steps=2)
     result = train.fit(starved, MOONS, train.optimiser("adam", 1e-3), num_steps=3, batch_size=8, key=KEY)
     assert result.diverged_at == 0 and result.reason.startswith("solver failed on 8 samples")
+    # Steps shared by the batch: the batch's one failure is every sample's.
+    result = train.fit(starved.with_solver("tsit5", batch_stepping="shared"), MOONS, train.optimiser("adam", 1e-3), num_steps=3, batch_size=8, key=KEY)
+    assert result.diverged_at == 0 and result.reason.startswith("solver failed on 8 samples")
 
 
 def test_minibatches_cover_an_epoch_once():

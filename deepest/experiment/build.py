@@ -63,6 +63,7 @@ def network(config: ExperimentConfig, dataset: data.Dataset, *, replica: int = 0
         rtol=steps.rtol,
         atol=steps.atol,
         adjoint=steps.adjoint,
+        batch_stepping=steps.batch_stepping,
         encoder=ZeroAugmentation(model.augment) if model.augment else None,
         readout=eqx.nn.Linear(state_dim, outputs, key=readout_key),
         throw=False,

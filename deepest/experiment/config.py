@@ -21,7 +21,7 @@ import typing
 
 from ..data import DATASETS
 from ..fields import ACTIVATIONS
-from ..network import ADJOINTS
+from ..network import ADJOINTS, BATCH_STEPPING
 from ..robustness import ATTACKS, NORMS
 from ..solvers import MULTISTEP, PARTITIONED, SOLVERS, supports_adaptive
 from ..train import OPTIMISERS, SCHEDULES
@@ -101,6 +101,7 @@ class DiscretisationConfig:
     rtol: float = 1e-3
     atol: float = 1e-6
     adjoint: str = "recursive_checkpoint"
+    batch_stepping: str = "per_sample"  # adaptive: each sample its own steps, or "shared" by the batch
     lm_resnet_k: float = 0.0  # lm_resnet: y_{k+1} = (1 − k) y_k + k y_{k−1} + h f (0: Euler)
 
     def __post_init__(self):
@@ -112,6 +113,7 @@ class DiscretisationConfig:
         _require(self.t1 > 0, "discretisation.t1", self.t1, "a positive number")
         _require(self.rtol > 0 and self.atol > 0, "discretisation.rtol/atol", (self.rtol, self.atol), "positive numbers")
         _require(self.adjoint in ADJOINTS, "discretisation.adjoint", self.adjoint, f"one of {', '.join(ADJOINTS)}")
+        _require(self.batch_stepping in BATCH_STEPPING, "discretisation.batch_stepping", self.batch_stepping, f"one of {', '.join(BATCH_STEPPING)}")
         if self.lm_resnet_k != 0:
             _require(self.solver == "lm_resnet", "discretisation.lm_resnet_k", self.lm_resnet_k, "0 unless discretisation.solver = \"lm_resnet\"")
 
