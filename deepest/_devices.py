@@ -34,6 +34,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ._compilation_cache import use_compilation_cache
+
 
 def available_cores() -> list[int]:
     """The cores this process may run on: its affinity mask (which a container, `taskset` or
@@ -76,14 +78,17 @@ def use_cpu_devices(count: int) -> None:
         ) from error
 
 
-def start_worker(shares, devices: int) -> None:
+def start_worker(shares, devices: int, compilation_cache: str | None) -> None:
     """A sweep worker's initializer: take one share of the cores from `shares` (a
-    multiprocessing queue holding one per worker, `sweep_layout`), run on it alone, and show
-    JAX `devices` CPU devices."""
+    multiprocessing queue holding one per worker, `sweep_layout`), run on it alone, show JAX
+    `devices` CPU devices and, given a directory, share the sweep's compilation cache
+    (`deepest._compilation_cache`)."""
     cores = shares.get()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
     use_cpu_devices(devices)
+    if compilation_cache is not None:
+        use_compilation_cache(compilation_cache)
 
 
 def data_parallel_width(batch_size: int, device_count: int) -> int:

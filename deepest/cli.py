@@ -1,6 +1,6 @@
 """The `deepest` command: run experiments, tabulate and report their results.
 
-    deepest run experiments/quickstart.toml [--out runs] [--set training.learning_rate=3e-3] [--jobs N] [--devices D]
+    deepest run experiments/quickstart.toml [--out runs] [--set training.learning_rate=3e-3] [--jobs N] [--devices D] [--no-compilation-cache]
     deepest results runs/quickstart [--csv results.csv] [--figure results.png --y test_accuracy --colour model.field --by data.name]
     deepest list
     deepest report runs/quickstart/<run_id>
@@ -9,6 +9,8 @@
 one per available core), each pinned to its own share of the cores. --devices D shows each
 run's process D CPU devices, over which training splits every minibatch (`deepest._devices`);
 the default, one: on the 2-core machine two devices were at best level with it (benchmarks/README.md).
+Compiled programs are kept in OUT/.compilation_cache (`deepest._compilation_cache`), shared by a
+sweep's workers and reused by later invocations; --no-compilation-cache compiles everything anew.
 """
 
 import argparse
@@ -16,6 +18,7 @@ import pathlib
 import sys
 
 from . import _devices
+from ._compilation_cache import use_compilation_cache
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / "experiments"
 
@@ -23,20 +26,27 @@ EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / "experiments"
 def _run(arguments) -> int:
     # Before anything starts JAX's backend, for the runs that stay in this process; a pool's
     # workers set their own.
+    cache = None if arguments.no_compilation_cache else pathlib.Path(arguments.out) / ".compilation_cache"
     try:
         _devices.use_cpu_devices(arguments.devices)
     except RuntimeError as error:
         # `main` called from Python after JAX started (a test, a notebook): fine if it has them.
+        # That process's compilation cache stays its owner's choice; the workers still share one.
         import jax
 
         if jax.local_device_count() != arguments.devices:
             print(f"deepest run: {error}", file=sys.stderr)
             return 2
+    else:
+        if cache is not None:
+            use_compilation_cache(cache)
     from .experiment import ConfigError, run_experiment
     from .experiment.results import collect, format_table
 
     try:
-        summaries = run_experiment(arguments.config, overrides=arguments.set, out=arguments.out, jobs=arguments.jobs, devices=arguments.devices)
+        summaries = run_experiment(
+            arguments.config, overrides=arguments.set, out=arguments.out, jobs=arguments.jobs, devices=arguments.devices, compilation_cache=cache
+        )
     except ConfigError as error:
         print(f"deepest run: {arguments.config}: {error}", file=sys.stderr)
         return 2
@@ -131,6 +141,11 @@ def parser() -> argparse.ArgumentParser:
         type=_positive_integer,
         default=1,
         help="JAX CPU devices per run's process, each minibatch split over them (default: 1; JAX_NUM_CPU_DEVICES in the environment wins)",
+    )
+    run.add_argument(
+        "--no-compilation-cache",
+        action="store_true",
+        help="compile every program anew instead of keeping compiled programs in OUT/.compilation_cache for the runs of this and later invocations",
     )
     run.set_defaults(handler=_run)
     results = commands.add_parser("results", help="one table across the runs of an experiment directory")

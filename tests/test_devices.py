@@ -119,6 +119,8 @@ def test_sweeps_give_each_worker_its_own_cores():
     cores = _devices.available_cores()
     assert cli.parser().parse_args(["run", "x.toml"]).jobs == len(cores) == len(os.sched_getaffinity(0))
     assert cli.parser().parse_args(["run", "x.toml"]).devices == 1
+    assert not cli.parser().parse_args(["run", "x.toml"]).no_compilation_cache
+    assert cli.parser().parse_args(["run", "x.toml", "--no-compilation-cache"]).no_compilation_cache
     for option in ("--jobs", "--devices"):
         with pytest.raises(SystemExit):
             cli.parser().parse_args(["run", "x.toml", option, "0"])
@@ -131,7 +133,7 @@ def test_a_sweep_worker_runs_on_its_share_with_the_devices_asked_for():
         "from deepest import _devices\n"
         "shares = multiprocessing.get_context('spawn').Queue()\n"
         "shares.put([0])\n"
-        "_devices.start_worker(shares, 2)\n"
+        "_devices.start_worker(shares, 2, None)\n"
         "print(sorted(os.sched_getaffinity(0)), jax.config.jax_num_cpu_devices, jax.local_device_count())\n"
     )
     environment = {name: value for name, value in os.environ.items() if name != "JAX_NUM_CPU_DEVICES"}

@@ -7,6 +7,7 @@ import pytest
 
 from deepest import cli
 from deepest.experiment import ConfigError, config, rundir, run_experiment, sweep
+from deepest.experiment.pool_schedule import PoolSchedule, training_work
 from deepest.experiment.results import collect, format_table, to_csv
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / "experiments"
@@ -274,15 +275,27 @@ def test_results_figure_by_a_swept_key_correlates_within_each_group(tmp_path, ca
     assert "Cannot split by 'data.name'" in capsys.readouterr().err
 
 
-def test_a_sweep_pool_runs_seeds_of_one_setting_in_one_task_and_keeps_every_worker_busy():
-    from deepest.experiment.runner import _pool_tasks
-
-    grid = 'sweep.grid={"discretisation.solver"=["euler","rk4"],"model.seed"=[0,1,2]}'
+def test_a_sweep_pool_keeps_a_worker_on_one_setting_takes_the_largest_first_and_shares_the_tail():
+    grid = 'sweep.grid={"discretisation.solver"=["euler","rk4"],"discretisation.num_steps"=[4,8],"model.seed"=[0,1]}'
     configs = config.load(EXPERIMENTS / "quickstart.toml", [grid])
-    tasks = _pool_tasks(configs, 2)
-    assert sorted(index for task in tasks for index in task) == list(range(6))
-    assert len(tasks) == 2 and all(len({configs[index].discretisation.solver for index in task}) == 1 for task in tasks)
-    assert all({configs[index].model.seed for index in task} == {0, 1, 2} for task in tasks)
-    # One setting, three seeds, two workers: the group is halved so that both have work.
-    seeds_only = config.load(EXPERIMENTS / "quickstart.toml", ['sweep.grid={"model.seed"=[0,1,2]}'])
-    assert sorted(map(len, _pool_tasks(seeds_only, 2))) == [1, 2]
+    # Training work: RK4 with 8 steps costs 32 evaluations per solve, Euler with 4 steps 4.
+    assert training_work(configs[0]) == configs[0].training.num_steps * configs[0].training.batch_size * 4
+    schedule = PoolSchedule(configs)
+    setting = lambda index: (configs[index].discretisation.solver, configs[index].discretisation.num_steps, configs[index].model.seed)
+    # Two workers, free in turn: each finishes its setting's seeds before taking the next setting.
+    order = [setting(schedule.next_run(worker)) for worker in (0, 1, 0, 1, 0, 1, 0, 1)]
+    assert order == [("rk4", 8, 0), ("rk4", 4, 0), ("rk4", 8, 1), ("rk4", 4, 1), ("euler", 8, 0), ("euler", 4, 0), ("euler", 8, 1), ("euler", 4, 1)]
+    assert schedule.next_run(0) is None and schedule.next_run(1) is None
+    # One setting, three seeds: the second worker takes the first one's last run, so both work.
+    seeds_only = PoolSchedule(config.load(EXPERIMENTS / "quickstart.toml", ['sweep.grid={"model.seed"=[0,1,2]}']))
+    assert [seeds_only.next_run(worker) for worker in (0, 1, 0, 1)] == [0, 2, 1, None]
+
+
+@pytest.mark.slow
+def test_a_parallel_sweep_finishes_every_run_and_its_workers_share_a_compilation_cache(tmp_path):
+    overrides = [*TINY, "analysis.figures=false", 'sweep.grid={"model.seed"=[0,1,2]}']
+    cache = tmp_path / "cache"
+    summaries = run_experiment(EXPERIMENTS / "quickstart.toml", overrides=overrides, out=tmp_path / "runs", jobs=2, compilation_cache=cache)
+    assert [summary["status"] for summary in summaries] == ["completed"] * 3
+    assert sorted(json.loads((tmp_path / "runs" / "quickstart" / summary["run_id"] / "config.json").read_text())["model"]["seed"] for summary in summaries) == [0, 1, 2]
+    assert any(cache.iterdir()), "the workers wrote no compiled programs to the shared cache"

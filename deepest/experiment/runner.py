@@ -7,7 +7,6 @@ reason); a sweep goes on with its other runs.
 """
 
 import concurrent.futures
-import json
 import math
 import multiprocessing
 import pathlib
@@ -23,6 +22,7 @@ from ..fields import AbstractSeparableField
 from ..robustness import robustness_summary
 from ..solvers import PARTITIONED, supports_adaptive
 from . import build, config as config_module, rundir
+from .pool_schedule import PoolSchedule
 
 
 def _evaluate(net, dataset, solver: str, num_steps: int) -> dict:
@@ -222,41 +222,24 @@ def _save_report_figure(report, path: pathlib.Path) -> None:
     plt.close(figure)
 
 
-def _run_from_dicts(resolved: list[dict], root: str) -> list[dict]:
-    """A process-pool entry point: runs one after another in one worker (configs travel as
-    plain dicts)."""
-    return [run_one(config_module.from_dict(config), root, progress=False) for config in resolved]
+def _run_from_dict(resolved: dict, root: str) -> dict:
+    """A process-pool entry point: one run (its config travels as a plain dict)."""
+    return run_one(config_module.from_dict(resolved), root, progress=False)
 
 
-def _pool_tasks(configs: list, workers: int) -> list[list[int]]:
-    """The runs (indices into `configs`) of each task of a sweep's process pool.
-
-    Runs that differ only in their seeds trace the same functions, so a worker that runs them
-    together compiles once where two workers would compile twice (compiling is most of a small
-    run). They form one task, until there are fewer tasks than workers: then the largest task
-    is halved, so that every worker has work.
-    """
-    groups: dict[str, list[int]] = {}
-    for index, config in enumerate(configs):
-        resolved = config_module.to_dict(config)
-        unseeded = {section: {key: value for key, value in values.items() if key != "seed"} if isinstance(values, dict) else values for section, values in resolved.items()}
-        groups.setdefault(json.dumps(unseeded, sort_keys=True), []).append(index)
-    tasks = list(groups.values())
-    while len(tasks) < workers and max(map(len, tasks)) > 1:
-        largest = max(tasks, key=len)
-        tasks.remove(largest)
-        tasks += [largest[: len(largest) // 2], largest[len(largest) // 2 :]]
-    return tasks
-
-
-def run_experiment(path, *, overrides=(), out="runs", jobs: int = 1, devices: int = 1, progress: bool | None = None) -> list[dict]:
+def run_experiment(
+    path, *, overrides=(), out="runs", jobs: int = 1, devices: int = 1, compilation_cache=None, progress: bool | None = None
+) -> list[dict]:
     """Load, validate and run every run of an experiment file; returns their summaries.
 
     Runs go to <out>/<experiment name>/<run_id>/. With jobs > 1 and several runs they run in
     a `spawn` process pool (JAX and fork do not mix) of min(jobs, runs) workers, each pinned
     to its own share of the available cores (`deepest._devices.sweep_layout`) with `devices`
-    CPU devices, runs that differ only in their seeds together in one worker (`_pool_tasks`).
-    Otherwise they run one after another in this process, on its devices.
+    CPU devices, each worker keeping to the runs of one setting (differing in seeds only) while
+    it can, the settings with the most training work first (`PoolSchedule`).
+    Otherwise they run one after another in this process, on its devices. `compilation_cache`,
+    a directory, is the workers' shared compilation cache (`deepest._compilation_cache`); this
+    process's own is its owner's choice (the `deepest run` command sets one).
     """
     configs = config_module.load(path, overrides)
     # A sweep listing a value twice gives the same run twice: run it once.
@@ -273,9 +256,25 @@ def run_experiment(path, *, overrides=(), out="runs", jobs: int = 1, devices: in
     for share in shares:
         queue.put(share)
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=len(shares), mp_context=context, initializer=_devices.start_worker, initargs=(queue, devices)
+        max_workers=len(shares), mp_context=context, initializer=_devices.start_worker,
+        initargs=(queue, devices, None if compilation_cache is None else str(compilation_cache)),
     ) as pool:
-        tasks = _pool_tasks(configs, len(shares))
-        futures = [pool.submit(_run_from_dicts, [config_module.to_dict(configs[index]) for index in task], str(root)) for task in tasks]
-        summaries = {index: summary for task, future in zip(tasks, futures) for index, summary in zip(task, future.result())}
+        # One run in flight per worker: a finished run frees exactly its own worker, which
+        # then takes the run the schedule picks for it (its setting's next seed, if any).
+        schedule = PoolSchedule(configs)
+        in_flight, summaries = {}, {}
+
+        def submit(worker: int) -> None:
+            index = schedule.next_run(worker)
+            if index is not None:
+                in_flight[pool.submit(_run_from_dict, config_module.to_dict(configs[index]), str(root))] = (worker, index)
+
+        for worker in range(len(shares)):
+            submit(worker)
+        while in_flight:
+            done, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                worker, index = in_flight.pop(future)
+                summaries[index] = future.result()
+                submit(worker)
         return [summaries[index] for index in range(len(configs))]
