@@ -1,14 +1,18 @@
 """Sweep throughput: an 8-run experiment run one run after another against run as a parallel sweep.
 
 Both contenders run `deepest run <config> --jobs J` (as `python -m deepest`, what the script
-calls; `deepest.experiment.run_experiment(path, jobs=J)` behind it) on the same generated 8-run
-TOML file (two solvers × two step counts × two seeds of a small spirals model), in a fresh
-process into a fresh output directory (finished runs would otherwise be skipped): `--jobs 1`
-runs the 8 runs one after another in that process; `--jobs N`, N the cores available, runs them
-in a spawned process pool. Each time is the command's wall time (import, compile, train,
-analyse, the results table).
+calls) on the same generated 8-run TOML file (Euler and RK4 × 4 and 8 steps × two seeds, on
+spirals), in a fresh process into a fresh output directory (finished runs would otherwise be
+skipped, and its compilation cache would be warm): `--jobs 1` runs the 8 runs one after
+another in that process; `--jobs N`, N the cores available, runs them in a spawned process
+pool. Each time is the command's wall time (import, compile, train, analyse, the table).
 
-Target (issue 7): the sweep ≥ 1.8× faster than one run after another.
+Two sweeps: "training" is the issue's model (field 2 → 64 → 64 → 2, batch 256, Adam), where
+training is most of a run; "compiling" is a small model trained briefly, where compiling is
+most of a run, as in the shipped experiments.
+
+Target (issue 7): the sweep ≥ 1.8× faster than one run after another, judged on "training",
+the setting of the issue's own measurements of 8-model sweeps.
 
     python -m benchmarks --only sweep [--repeats 3]
 """
@@ -25,25 +29,29 @@ from ._timing import interleaved_medians
 RUNS = 8
 ROUNDS = 3
 TARGET_SPEEDUP = 1.8
-TRAINING_STEPS, QUICK_TRAINING_STEPS = 200, 5
+# name → (field width, depth, state augmentation, samples, batch, training steps); quick: 5 steps.
+SWEEPS = {"training": (64, 2, 0, 1024, 256, 1000), "compiling": (16, 1, 2, 256, 64, 200)}
+JUDGED = "training"
+QUICK_SWEEPS = ("compiling",)
+QUICK_TRAINING_STEPS = 5
 
 _CONFIG = """\
 name = "benchmark_sweep"
-description = "8 small spirals models for the sweep-throughput benchmark"
+description = "8 spirals models for the sweep-throughput benchmark"
 
 [data]
 name = "spirals"
-num_samples = 256
+num_samples = {samples}
 
 [model]
 field = "mlp"
-width = 16
-depth = 1
-augment = 2
+width = {width}
+depth = {depth}
+augment = {augment}
 
 [training]
 num_steps = {training_steps}
-batch_size = 64
+batch_size = {batch}
 log_every = {training_steps}
 checkpoint_every = {training_steps}
 
@@ -63,7 +71,7 @@ def _contender(config: pathlib.Path, directory: pathlib.Path, jobs: int):
     counter = itertools.count()
 
     def call():
-        out = directory / f"jobs{jobs}-{next(counter)}"
+        out = directory / f"{config.stem}-jobs{jobs}-{next(counter)}"
         run_python("-m", "deepest", "run", str(config), "--out", str(out), "--jobs", str(jobs))
         finished = len(list(out.glob("*/*/summary.json")))
         if finished != RUNS:
@@ -72,27 +80,47 @@ def _contender(config: pathlib.Path, directory: pathlib.Path, jobs: int):
     return call
 
 
+def _describe(name: str, training_steps: int) -> str:
+    width, depth, augment, samples, batch, _ = SWEEPS[name]
+    field = f"MLP {2 + augment} → " + " → ".join([str(width)] * depth) + f" → {2 + augment}"
+    return f"{name}: {field}, {samples} samples, batch {batch}, {training_steps} Adam steps"
+
+
 def run(*, quick: bool = False, repeats: int | None = None) -> Section:
-    """Median wall time of each contender over interleaved rounds, and their ratio."""
+    """Median wall time of each contender over interleaved rounds, and their ratio, per sweep."""
     jobs = len(os.sched_getaffinity(0))
     rounds = repeats or (1 if quick else ROUNDS)
-    training_steps = QUICK_TRAINING_STEPS if quick else TRAINING_STEPS
+    rows, speedups, descriptions = [], {}, []
     with tempfile.TemporaryDirectory(prefix="deepest-benchmark-sweep-") as directory:
         directory = pathlib.Path(directory)
-        config = directory / "sweep.toml"
-        config.write_text(_CONFIG.format(training_steps=training_steps))
-        contenders = {"one after another (--jobs 1)": _contender(config, directory, 1), f"sweep (--jobs {jobs})": _contender(config, directory, jobs)}
-        seconds = interleaved_medians(contenders, rounds=rounds, warmup=False)
-    sequential, parallel = seconds.values()
-    speedup = sequential / parallel
+        for name in QUICK_SWEEPS if quick else tuple(SWEEPS):
+            width, depth, augment, samples, batch, training_steps = SWEEPS[name]
+            training_steps = QUICK_TRAINING_STEPS if quick else training_steps
+            config = directory / f"{name}.toml"
+            config.write_text(_CONFIG.format(width=width, depth=depth, augment=augment, samples=samples, batch=batch, training_steps=training_steps))
+            contenders = {"one after another (--jobs 1)": _contender(config, directory, 1), f"sweep (--jobs {jobs})": _contender(config, directory, jobs)}
+            seconds = interleaved_medians(contenders, rounds=rounds, warmup=False)
+            sequential, parallel = seconds.values()
+            speedups[name] = sequential / parallel
+            descriptions.append(_describe(name, training_steps))
+            rows += [(name, how, significant(value), significant(sequential / value)) for how, value in seconds.items()]
+    judged = speedups.get(JUDGED)
+    measured = "; ".join(f"{speedup:.2f}× {name}" + ("" if name == JUDGED else ", not judged") for name, speedup in speedups.items())
     return Section(
         title="Sweep throughput",
         method=(
-            f"`deepest run --jobs J` on a generated {RUNS}-run TOML (spirals, 256 samples; MLP width 16; euler, rk4 × 4, 8 steps × "
-            f"seeds 0, 1; {training_steps} Adam steps of batch 64; stability report on 32 samples, no figures), "
-            f"each time in a fresh process into a fresh directory; median of {rounds} interleaved rounds."
+            f"`deepest run --jobs J` on a generated {RUNS}-run TOML (spirals; euler, rk4 × 4, 8 steps × seeds 0, 1; "
+            "stability report on 32 samples, no figures), each time in a fresh process into a fresh directory, so with a "
+            f"cold compilation cache; median of {rounds} interleaved rounds. Sweeps: {'; '.join(descriptions)}. "
+            f"The target is judged on the {JUDGED} sweep, the issue's own model and batch."
         ),
-        columns=("how", "wall time (s)", "speed-up"),
-        rows=tuple((name, significant(value), significant(sequential / value)) for name, value in seconds.items()),
-        targets=(Target(f"sweep of {RUNS} ≥ {TARGET_SPEEDUP}× faster than one after another", f"{speedup:.2f}× with --jobs {jobs}", None if quick else speedup >= TARGET_SPEEDUP),),
+        columns=("sweep", "how", "wall time (s)", "speed-up"),
+        rows=tuple(rows),
+        targets=(
+            Target(
+                f"sweep of {RUNS} ≥ {TARGET_SPEEDUP}× faster than one after another",
+                f"{measured} (--jobs {jobs})",
+                None if quick or judged is None else judged >= TARGET_SPEEDUP,
+            ),
+        ),
     )
