@@ -200,11 +200,7 @@ class SolverNet(eqx.Module):
         """
         if saveat is None and self._scans:
             return self._scan_solution(x)
-        terms, y0 = self._terms_and_start(x)
-        solution = self._diffeqsolve(terms, y0, saveat)
-        if self.solver in PARTITIONED:
-            solution = eqx.tree_at(lambda s: s.ys, solution, self._joined(solution.ys))
-        return solution
+        return self._diffeqsolve(x, saveat)
 
     def solve_batch(self, xs) -> diffrax.Solution:
         """The solutions from a batch xs of shape (B, …), shaped as `jax.vmap(net.solve)(xs)`:
@@ -218,7 +214,7 @@ class SolverNet(eqx.Module):
             return jax.vmap(self.solve)(xs)
         # Adaptive solvers are never partitioned (none has an error estimate), so one term.
         batched_field = lambda t, ys, args: jax.vmap(self.field, in_axes=(None, 0, None))(t, ys, args)
-        solution = self._diffeqsolve(diffrax.ODETerm(batched_field), jax.vmap(self.encode)(xs), saveat=None)
+        solution = self._solve_terms(diffrax.ODETerm(batched_field), jax.vmap(self.encode)(xs), saveat=None)
         # ys (saves, B, d) → (B, saves, d); every other leaf (times, stats, result) repeated per sample.
         per_sample = lambda leaf: jnp.broadcast_to(leaf, (xs.shape[0], *jnp.shape(leaf)))
         repeated = jax.tree.map(per_sample, dataclasses.replace(solution, ys=None))
@@ -282,10 +278,18 @@ class SolverNet(eqx.Module):
         terms, y0 = self._terms_and_start(x)
         return self._joined(scan_solve(self._method(), terms, times, y0, all_states=all_states))
 
-    def _diffeqsolve(self, terms, y0, saveat: diffrax.SaveAt | None) -> diffrax.Solution:
-        """`diffrax.diffeqsolve` of the terms from y0 under this net's solver, steps and adjoint,
-        whatever the net (the path of adaptive, implicit, backsolve and direct nets, of explicit
-        saveats and of shared batch steps)."""
+    def _diffeqsolve(self, x, saveat: diffrax.SaveAt | None) -> diffrax.Solution:
+        """`solve` by `diffrax.diffeqsolve`, whatever the net (the path of adaptive, implicit,
+        backsolve and direct nets, and of explicit saveats)."""
+        terms, y0 = self._terms_and_start(x)
+        solution = self._solve_terms(terms, y0, saveat)
+        if self.solver in PARTITIONED:
+            solution = eqx.tree_at(lambda s: s.ys, solution, self._joined(solution.ys))
+        return solution
+
+    def _solve_terms(self, terms, y0, saveat: diffrax.SaveAt | None) -> diffrax.Solution:
+        """`diffrax.diffeqsolve` of the terms from y0 under this net's solver, steps and
+        adjoint (one sample's state, or a batch's with shared steps)."""
         fixed = self.num_steps is not None
         if fixed:
             grid = self._times()
