@@ -256,11 +256,14 @@ def run_experiment(
     for share in shares:
         queue.put(share)
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=len(shares), mp_context=context, initializer=_devices.start_worker,
+        max_workers=len(shares),
+        mp_context=context,
+        initializer=_devices.start_worker,
         initargs=(queue, devices, None if compilation_cache is None else str(compilation_cache)),
     ) as pool:
-        # One run in flight per worker: a finished run frees exactly its own worker, which
-        # then takes the run the schedule picks for it (its setting's next seed, if any).
+        # One run in flight per worker: a finished run frees its own worker, the one idle
+        # process, which then takes the run the schedule picks for it (its setting's next
+        # seed, if any). Should two finish at once, their next runs may swap workers.
         schedule = PoolSchedule(configs)
         in_flight, summaries = {}, {}
 
