@@ -16,13 +16,13 @@ measured in a fresh subprocess, twice over:
 import argparse
 import concurrent.futures
 import json
-import os
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 import deepest as dp
+from deepest._devices import available_cores
 
 from . import training_step
 from ._process import run_python
@@ -89,7 +89,7 @@ def run(*, quick: bool = False, repeats: int | None = None) -> Section:
     vary between runs."""
     cases = QUICK_CASES if quick else CASES
     field_name, batch = (QUICK_FIELD, QUICK_BATCH) if quick else (FIELD, BATCH)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(available_cores())) as pool:
         results = list(pool.map(lambda case: _probe_in_subprocess(*case, batch, field_name), cases))
     state_dim = training_step.FIELDS[field_name]["state_dim"]
     rows = []

@@ -18,9 +18,10 @@ the setting of the issue's own measurements of 8-model sweeps.
 """
 
 import itertools
-import os
 import pathlib
 import tempfile
+
+from deepest._devices import available_cores
 
 from ._process import run_python
 from ._report import Section, Target, significant
@@ -88,7 +89,7 @@ def _describe(name: str, training_steps: int) -> str:
 
 def run(*, quick: bool = False, repeats: int | None = None) -> Section:
     """Median wall time of each contender over interleaved rounds, and their ratio, per sweep."""
-    jobs = len(os.sched_getaffinity(0))
+    jobs = len(available_cores())
     rounds = repeats or (1 if quick else ROUNDS)
     rows, speedups, descriptions = [], {}, []
     with tempfile.TemporaryDirectory(prefix="deepest-benchmark-sweep-") as directory:

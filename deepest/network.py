@@ -283,9 +283,7 @@ class SolverNet(eqx.Module):
         backsolve and direct nets, and of explicit saveats)."""
         terms, y0 = self._terms_and_start(x)
         solution = self._solve_terms(terms, y0, saveat)
-        if self.solver in PARTITIONED:
-            solution = eqx.tree_at(lambda s: s.ys, solution, self._joined(solution.ys))
-        return solution
+        return eqx.tree_at(lambda s: s.ys, solution, self._joined(solution.ys))
 
     def _solve_terms(self, terms, y0, saveat: diffrax.SaveAt | None) -> diffrax.Solution:
         """`diffrax.diffeqsolve` of the terms from y0 under this net's solver, steps and

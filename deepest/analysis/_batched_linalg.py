@@ -25,7 +25,6 @@ Non-finite matrices (a diverged network's Jacobian), and the rare finite ones on
 does not converge, give NaN rows instead of an error: divergence is data.
 """
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,6 +38,8 @@ import numpy as np
 from numpy.linalg import _umath_linalg
 
 from threadpoolctl import threadpool_limits
+
+from .._devices import available_cores
 
 # Matrices per task: about 6 ms of LAPACK (16 at n = 64, fewer as the work grows as n³), so
 # per-block costs (a finiteness check, a thread hand-off, the gufunc's workspace query) stay
@@ -55,10 +56,6 @@ _PIECE_MATRICES = 64
 # (XLA may run two callbacks concurrently) could restore the wrong value. One batch at a
 # time loses nothing, since each already uses every core.
 _ONE_BATCH_AT_A_TIME = threading.Lock()
-
-
-def _available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _loop(gufunc, dtype) -> str:
@@ -97,7 +94,7 @@ def _on_every_core(gufunc, matrices: np.ndarray, out_dtype) -> np.ndarray:
             gufunc(block, out=out, signature=loop)
         out[~finite] = np.nan
 
-    with _ONE_BATCH_AT_A_TIME, _one_blas_thread(), ThreadPoolExecutor(_available_cores()) as pool:
+    with _ONE_BATCH_AT_A_TIME, _one_blas_thread(), ThreadPoolExecutor(len(available_cores())) as pool:
         list(pool.map(solve, range(0, len(matrices), block_length)))
     return values.astype(out_dtype, copy=False)
 
