@@ -1,8 +1,8 @@
 """A compilation cache for the runs of `deepest run`: each XLA program compiled once, not once per run.
 
 Compiling is most of a small run's time, and a sweep compiles the same programs again and
-again: runs that differ only in their seeds trace identical programs, and so do many of the
-analyses across settings. JAX's persistent compilation cache keeps each compiled program on
+again: runs that differ only in their seeds trace identical programs, and all settings of one
+model draw their initial weights and minibatch order with the same programs. JAX's persistent compilation cache keeps each compiled program on
 disk under a key of the program, the compiler's version and its options; a process that meets
 a program already there loads it instead of compiling it. `deepest run` turns it on, in
 <out>/.compilation_cache, for its own process and its pool's workers, so that workers share
