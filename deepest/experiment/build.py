@@ -1,7 +1,5 @@
 """From a validated config to the objects it describes: dataset, network, optimiser."""
 
-import dataclasses
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -9,7 +7,7 @@ import jax.numpy as jnp
 from .. import data, fields, train
 from ..encoders import ZeroAugmentation
 from ..network import SolverNet
-from .config import SPLIT_FIELDS, ConfigError, ExperimentConfig, ModelConfig
+from .config import SPLIT_FIELDS, ConfigError, ExperimentConfig
 
 
 def dataset(config: ExperimentConfig) -> data.Dataset:
@@ -28,41 +26,14 @@ def network(config: ExperimentConfig, dataset: data.Dataset, *, replica: int = 0
     seed model.seed + replica."""
     model, steps = config.model, config.discretisation
     state_dim = dataset.input_dim + model.augment
+    field_key, readout_key = jax.random.split(jax.random.PRNGKey(model.seed + replica))
+
     if model.field in SPLIT_FIELDS and state_dim % 2:
         raise ConfigError(
             f"model.field = {model.field!r} splits the state into two halves, but {dataset.name!r} has "
             f"{dataset.input_dim} inputs and model.augment = {model.augment} makes the state {state_dim}-dimensional: "
             f"choose model.augment = {model.augment + 1} (or another value giving an even state)."
         )
-    outputs = dataset.num_classes or dataset.y_train.shape[1]
-    layers = max(steps.num_steps, 1) if model.per_layer else None
-    key = jax.random.PRNGKey(model.seed + replica)
-    # The seed travels in the key: without it, the model section is the same for every seed.
-    field, readout = _initial_weights(dataclasses.replace(model, seed=0), state_dim, outputs, layers, steps.t1, key)
-    return SolverNet(
-        field,
-        solver=steps.solver,
-        solver_options={"k": steps.lm_resnet_k} if steps.solver == "lm_resnet" else None,
-        t1=steps.t1,
-        num_steps=steps.num_steps or None,
-        rtol=steps.rtol,
-        atol=steps.atol,
-        adjoint=steps.adjoint,
-        batch_stepping=steps.batch_stepping,
-        encoder=ZeroAugmentation(model.augment) if model.augment else None,
-        readout=readout,
-        throw=False,
-    )
-
-
-# One compiled program draws every initial weight: op by op, each weight's shape would be
-# compiled on its own. The seed is its one traced argument, so that runs differing in their
-# seeds or their solver share it.
-@eqx.filter_jit
-def _initial_weights(model: ModelConfig, state_dim: int, outputs: int, layers: int | None, t1: float, key):
-    """The field (`layers` independent copies in a `PerLayer` field, if not None) and the
-    linear readout."""
-    field_key, readout_key = jax.random.split(key)
 
     def one_field(key):
         if model.field == "linear":
@@ -77,11 +48,26 @@ def _initial_weights(model: ModelConfig, state_dim: int, outputs: int, layers: i
             return fields.SecondOrder(state_dim, stiffness=model.stiffness, damping=model.damping, activation=model.activation, key=key)
         return fields.MLP(state_dim, model.width, model.depth, activation=model.activation, time_input=model.time_input, key=key)
 
-    if layers is None:
-        field = one_field(field_key)
+    if model.per_layer:
+        layers = max(steps.num_steps, 1)
+        field = fields.PerLayer([one_field(key) for key in jax.random.split(field_key, layers)], t1=steps.t1)
     else:
-        field = fields.PerLayer([one_field(key) for key in jax.random.split(field_key, layers)], t1=t1)
-    return field, eqx.nn.Linear(state_dim, outputs, key=readout_key)
+        field = one_field(field_key)
+    outputs = dataset.num_classes or dataset.y_train.shape[1]
+    return SolverNet(
+        field,
+        solver=steps.solver,
+        solver_options={"k": steps.lm_resnet_k} if steps.solver == "lm_resnet" else None,
+        t1=steps.t1,
+        num_steps=steps.num_steps or None,
+        rtol=steps.rtol,
+        atol=steps.atol,
+        adjoint=steps.adjoint,
+        batch_stepping=steps.batch_stepping,
+        encoder=ZeroAugmentation(model.augment) if model.augment else None,
+        readout=eqx.nn.Linear(state_dim, outputs, key=readout_key),
+        throw=False,
+    )
 
 
 def optimiser(config: ExperimentConfig):
