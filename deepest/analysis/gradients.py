@@ -12,6 +12,7 @@ arXiv:1705.03341), section 3.
 """
 
 import dataclasses
+import operator
 
 import equinox as eqx
 import jax
@@ -76,10 +77,10 @@ class GradientNorms(eqx.Module):
         than `factor` across the net's depth (|slope|·L > ln factor), and in which direction;
         "diverged" if any gradient norm is NaN or infinite."""
         finite = bool(np.all(np.isfinite(np.asarray(self.state))))
-        return gradient_regime(float(self.slope) if finite else np.nan, self.state.shape[-1] - 1, factor)
+        return regime_of_slope(float(self.slope) if finite else np.nan, self.state.shape[-1] - 1, factor)
 
 
-def gradient_regime(slope: float, layers: int, factor: float = 10.0) -> str:
+def regime_of_slope(slope: float, layers: int, factor: float = 10.0) -> str:
     """`GradientNorms.regime` from the profile's slope (NaN: a gradient norm is not finite)
     across `layers` layers."""
     if not np.isfinite(slope):
@@ -109,7 +110,7 @@ def gradient_norms(net: SolverNet, loss_fn, xs, targets) -> GradientNorms:
         'stable'
     """
     check_one_step(net, "gradient_norms")
-    return _gradient_norms(net, loss_fn, xs, targets)
+    return _gradient_norms(net, loss_fn, check_batch(xs, "gradient_norms"), jnp.asarray(targets))
 
 
 # One compiled program per analysis, the net an argument (see `spectra._field_jacobians`).
@@ -193,15 +194,17 @@ def io_jacobian_singular_values(
     method = choose_method(method, net.field.state_dim)
     if net.solver in MULTISTEP and requested == "auto":
         method = "dense"
+    xs = check_batch(xs, "io_jacobian_singular_values")
     time = net.t1 - net.t0
     if method == "dense":
         return InputOutputSpectrum(singular_values=singular_values(_io_jacobians(net, xs)), time=time, method=method)
     key = jax.random.PRNGKey(0) if key is None else key
-    return InputOutputSpectrum(singular_values=_largest_io_singular_values(net, xs, num_values, key), time=time, method=method)
+    values = _largest_io_singular_values(net, xs, operator.index(num_values), key)
+    return InputOutputSpectrum(singular_values=values, time=time, method=method)
 
 
 def _initial_states(net: SolverNet, xs):
-    return jax.vmap(net.encode)(check_batch(xs, "io_jacobian_singular_values"))
+    return jax.vmap(net.encode)(xs)
 
 
 @eqx.filter_jit
@@ -217,7 +220,6 @@ def _io_jacobians(net: SolverNet, xs):
 def _largest_io_singular_values(net: SolverNet, xs, num_values: int, key):
     """The `num_values` largest singular values of ∂y_L/∂y_0 per sample, by Lanczos
     bidiagonalisation on jvp/vjp of the chained layer maps."""
-
     # Forward-mode products cannot go through diffrax's checkpointed adjoint; the chain of
     # layer maps is the same computation, differentiable both ways.
     def flow(y0):

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..network import SolverNet
 from ..solvers import MULTISTEP, describe_solver
-from .gradients import GradientNorms, InputOutputSpectrum, gradient_norms, gradient_regime, io_jacobian_singular_values
+from .gradients import GradientNorms, InputOutputSpectrum, gradient_norms, io_jacobian_singular_values, regime_of_slope
 from .spectra import JacobianSpectrum, jacobian_spectrum
 
 
@@ -38,50 +38,50 @@ class StabilityReport:
     regime_factor: float = 10.0
 
     @functools.cached_property
-    def _numbers(self) -> dict:
-        return _headline_numbers(self.spectrum, self.gradients, self.io)
+    def _arrays(self) -> dict:
+        return _headline_arrays(self.spectrum, self.gradients, self.io)
 
     @property
     def fraction_outside(self) -> float:
         """Share of all h·λ outside the solver's stability region."""
-        return float(self._numbers["fraction_outside"])
+        return float(self._arrays["fraction_outside"])
 
     @property
     def fraction_outside_per_layer(self) -> np.ndarray:
-        return np.asarray(self._numbers["fraction_outside_per_layer"])
+        return np.asarray(self._arrays["fraction_outside_per_layer"])
 
     @property
     def max_growth(self) -> float:
         """The largest per-step growth factor of the solver at any h·λ (NaN if diverged)."""
-        return float(self._numbers["max_growth"])
+        return float(self._arrays["max_growth"])
 
     @property
     def max_growth_per_layer(self) -> np.ndarray:
-        return np.asarray(self._numbers["max_growth_per_layer"])
+        return np.asarray(self._arrays["max_growth_per_layer"])
 
     @property
     def max_log_norm(self) -> float:
         """max over samples and layers of μ₂(∂f/∂y)."""
-        return float(self._numbers["max_log_norm"])
+        return float(self._arrays["max_log_norm"])
 
     @property
     def gradient_regime(self) -> str | None:
         if self.gradients is None:
             return None
-        return gradient_regime(float(self._numbers["gradient_slope"]), self.gradients.state.shape[-1] - 1, self.regime_factor)
+        return regime_of_slope(float(self._arrays["gradient_slope"]), self.gradients.state.shape[-1] - 1, self.regime_factor)
 
     @property
     def top_lyapunov(self) -> float | None:
         """Mean over samples of the top finite-time Lyapunov exponent (1/T) ln σ_max(∂y_L/∂y_0),
         per unit depth: the rate at which the net stretches its worst input perturbation."""
-        return None if self.io is None else float(self._numbers["top_lyapunov"])
+        return None if self.io is None else float(self._arrays["top_lyapunov"])
 
     def to_dict(self) -> dict:
         """Headline numbers as plain Python values for JSON; NaN and ±inf become None."""
         return {key: _plain(value) for key, value in self._headline().items()}
 
     def _headline(self) -> dict:
-        numbers = self._numbers
+        arrays = self._arrays
         return {
             "solver": self.spectrum.solver,
             "solver_options": dict(self.spectrum.solver_options),
@@ -91,13 +91,13 @@ class StabilityReport:
             "fraction_outside_per_layer": self.fraction_outside_per_layer.tolist(),
             "max_growth": self.max_growth,
             "max_growth_per_layer": self.max_growth_per_layer.tolist(),
-            "max_spectral_abscissa": float(numbers["max_spectral_abscissa"]),
+            "max_spectral_abscissa": float(arrays["max_spectral_abscissa"]),
             "max_log_norm": self.max_log_norm,
-            "gradient_slope": None if self.gradients is None else float(numbers["gradient_slope"]),
+            "gradient_slope": None if self.gradients is None else float(arrays["gradient_slope"]),
             "gradient_regime": self.gradient_regime,
-            "gradient_profile": None if self.gradients is None else np.exp(np.asarray(numbers["gradient_log_profile"])).tolist(),
-            "io_largest_singular_value": None if self.io is None else float(numbers["io_largest_singular_value"]),
-            "io_smallest_singular_value": None if self.io is None else float(numbers["io_smallest_singular_value"]),
+            "gradient_profile": None if self.gradients is None else np.exp(np.asarray(arrays["gradient_log_profile"])).tolist(),
+            "io_largest_singular_value": None if self.io is None else float(arrays["io_largest_singular_value"]),
+            "io_smallest_singular_value": None if self.io is None else float(arrays["io_smallest_singular_value"]),
             "top_lyapunov": self.top_lyapunov,
         }
 
@@ -168,7 +168,7 @@ def stability_report(
 
 
 @eqx.filter_jit
-def _headline_numbers(spectrum: JacobianSpectrum, gradients: GradientNorms | None, io: InputOutputSpectrum | None) -> dict:
+def _headline_arrays(spectrum: JacobianSpectrum, gradients: GradientNorms | None, io: InputOutputSpectrum | None) -> dict:
     """The report's numbers that JAX computes, in one compiled program: op by op, each of
     its few dozen operations would be compiled on its own. A gradient slope of NaN means a
     gradient norm is not finite (the "diverged" regime)."""

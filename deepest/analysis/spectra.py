@@ -14,6 +14,8 @@ References: Haber & Ruthotto, "Stable architectures for deep neural networks" (2
 arXiv:1705.03341); Söderlind, "The logarithmic norm. History and modern theory" (BIT 2006).
 """
 
+import operator
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -23,7 +25,7 @@ from .. import stability
 from ..network import SolverNet
 from . import krylov
 from ._batched_linalg import eigenvalues, singular_values, symmetric_eigenvalues
-from ._layers import check_one_step, layer_step, trajectories
+from ._layers import check_batch, check_one_step, layer_step, trajectories
 
 # Above this state dimension the spectra are estimated matrix-free (Krylov iterations on
 # jvp/vjp) instead of forming and factorising each Jacobian: a dense eigen-decomposition
@@ -159,13 +161,15 @@ def jacobian_spectrum(
         >>> float(spec.fraction_outside), spec.spectral_abscissa.max()
     """
     method = choose_method(method, net.field.state_dim)
+    # A list would reach the compiled program as constants, recompiled for every batch.
+    xs = check_batch(xs, "jacobian_spectrum")
     if method == "dense":
         times, jacobians, symmetric_parts = _field_jacobians(net, xs)
         values = eigenvalues(jacobians)
         log_norm = symmetric_eigenvalues(symmetric_parts)[..., -1]
     else:
         key = jax.random.PRNGKey(0) if key is None else key
-        times, values, log_norm = _extremal_field_eigenvalues(net, xs, num_eigenvalues, key)
+        times, values, log_norm = _extremal_field_spectrum(net, xs, operator.index(num_eigenvalues), key)
     return JacobianSpectrum(
         eigenvalues=values,
         log_norm=log_norm,
@@ -191,7 +195,7 @@ def _field_jacobians(net: SolverNet, xs):
 
 
 @eqx.filter_jit
-def _extremal_field_eigenvalues(net: SolverNet, xs, num_eigenvalues: int, key):
+def _extremal_field_spectrum(net: SolverNet, xs, num_eigenvalues: int, key):
     """Layer times t_k and, per sample and layer, the extremal eigenvalues of ∂f/∂y by
     restarted Arnoldi (largest in modulus, then rightmost) and μ₂ by Lanczos."""
     grid, ys = trajectories(net, xs)
@@ -256,17 +260,18 @@ def layer_map_spectrum(
     """
     check_one_step(net, "layer_map_spectrum")
     method = choose_method(method, net.field.state_dim)
+    xs = check_batch(xs, "layer_map_spectrum")
     if method == "dense":
         jacobians = _layer_map_jacobians(net, xs)
         return LayerMapSpectrum(
             eigenvalues=eigenvalues(jacobians), singular_values=singular_values(jacobians), method=method
         )
     key = jax.random.PRNGKey(0) if key is None else key
-    values, singular = _extremal_layer_map_values(net, xs, num_eigenvalues, key)
+    values, singular = _extremal_layer_map_values(net, xs, operator.index(num_eigenvalues), key)
     return LayerMapSpectrum(eigenvalues=values, singular_values=singular, method=method)
 
 
-def _layer_maps(net: SolverNet, xs):
+def _layer_intervals_and_states(net: SolverNet, xs):
     """The layers' intervals, (t_0 … t_{L−1}, t_1 … t_L), and each sample's states y_0 … y_{L−1}."""
     grid, ys = trajectories(net, xs)
     starts, ends, states = grid[:-1], grid[1:], ys[:, :-1]
@@ -280,7 +285,7 @@ def _step_map(net: SolverNet, t, t_next):
 @eqx.filter_jit
 def _layer_map_jacobians(net: SolverNet, xs):
     """∂y_{k+1}/∂y_k per sample and layer."""
-    (starts, ends), states = _layer_maps(net, xs)
+    (starts, ends), states = _layer_intervals_and_states(net, xs)
     jacobian = jax.vmap(jax.vmap(lambda t, t_next, y: jax.jacfwd(_step_map(net, t, t_next))(y)), in_axes=(None, None, 0))
     return jacobian(starts, ends, states)
 
@@ -289,7 +294,7 @@ def _layer_map_jacobians(net: SolverNet, xs):
 def _extremal_layer_map_values(net: SolverNet, xs, num_eigenvalues: int, key):
     """The largest eigenvalues (restarted Arnoldi) and singular values (Lanczos
     bidiagonalisation) of ∂y_{k+1}/∂y_k per sample and layer."""
-    (starts, ends), states = _layer_maps(net, xs)
+    (starts, ends), states = _layer_intervals_and_states(net, xs)
 
     def extremal(t, t_next, y):
         matvec, rmatvec = krylov.jacobian_products(_step_map(net, t, t_next), y)
