@@ -85,15 +85,3 @@ def test_analyses_can_be_left_out():
     assert values["fraction_outside"] == pytest.approx(1 / 3, abs=1e-15)
     assert "not computed" in report.summary()
     plt.close(deepest.plot.stability_report(report))
-
-
-def test_a_net_of_the_same_structure_is_analysed_without_compiling(report, caplog):
-    # Each analysis is one compiled program taking the net as an argument: another net of
-    # the same structure (here other weights) reuses it. Op by op, or with the net's weights
-    # baked into its programs, the second report would compile again.
-    report.to_dict()
-    net = dp.SolverNet(dp.fields.Linear(2 * A), solver="euler", t1=1.0, num_steps=10)
-    with jax.log_compiles(True), caplog.at_level("WARNING"):
-        values = stability_report(net, XS, TARGETS, _inner_product_loss).to_dict()
-    assert [record.message for record in caplog.records if "ompil" in record.message] == []
-    assert values["max_log_norm"] == pytest.approx(1.0, rel=1e-12)  # μ₂(2A) = 2 · 0.5

@@ -12,7 +12,6 @@ arXiv:1705.03341), section 3.
 """
 
 import dataclasses
-import operator
 
 import equinox as eqx
 import jax
@@ -76,18 +75,13 @@ class GradientNorms(eqx.Module):
         """"vanishing", "exploding" or "stable": whether the fitted profile changes by more
         than `factor` across the net's depth (|slope|·L > ln factor), and in which direction;
         "diverged" if any gradient norm is NaN or infinite."""
-        finite = bool(np.all(np.isfinite(np.asarray(self.state))))
-        return regime_of_slope(float(self.slope) if finite else np.nan, self.state.shape[-1] - 1, factor)
-
-
-def regime_of_slope(slope: float, layers: int, factor: float = 10.0) -> str:
-    """`GradientNorms.regime` from the profile's slope (NaN: a gradient norm is not finite)
-    across `layers` layers."""
-    if not np.isfinite(slope):
-        return "diverged"
-    if abs(slope) * layers <= np.log(factor):
-        return "stable"
-    return "vanishing" if slope > 0 else "exploding"
+        if not np.all(np.isfinite(np.asarray(self.state))):
+            return "diverged"
+        slope = float(self.slope)
+        change = abs(slope) * (self.state.shape[-1] - 1)
+        if change <= np.log(factor):
+            return "stable"
+        return "vanishing" if slope > 0 else "exploding"
 
 
 def gradient_norms(net: SolverNet, loss_fn, xs, targets) -> GradientNorms:
@@ -110,12 +104,6 @@ def gradient_norms(net: SolverNet, loss_fn, xs, targets) -> GradientNorms:
         'stable'
     """
     check_one_step(net, "gradient_norms")
-    return _gradient_norms(net, loss_fn, check_batch(xs, "gradient_norms"), jnp.asarray(targets))
-
-
-# One compiled program per analysis, the net an argument (see `spectra._field_jacobians`).
-@eqx.filter_jit
-def _gradient_norms(net: SolverNet, loss_fn, xs, targets) -> GradientNorms:
     grid, states = trajectories(net, xs)
 
     def one_sample(states, target):
@@ -194,40 +182,24 @@ def io_jacobian_singular_values(
     method = choose_method(method, net.field.state_dim)
     if net.solver in MULTISTEP and requested == "auto":
         method = "dense"
-    xs = check_batch(xs, "io_jacobian_singular_values")
+    initial_states = jax.vmap(net.encode)(check_batch(xs, "io_jacobian_singular_values"))
     time = net.t1 - net.t0
     if method == "dense":
-        return InputOutputSpectrum(singular_values=singular_values(_io_jacobians(net, xs)), time=time, method=method)
-    key = jax.random.PRNGKey(0) if key is None else key
-    values = _largest_io_singular_values(net, xs, operator.index(num_values), key)
-    return InputOutputSpectrum(singular_values=values, time=time, method=method)
-
-
-def _initial_states(net: SolverNet, xs):
-    return jax.vmap(net.encode)(xs)
-
-
-@eqx.filter_jit
-def _io_jacobians(net: SolverNet, xs):
-    """∂y_L/∂y_0 per sample, by reverse mode through the net's own solve."""
-    # The discrete network's exact derivative, whatever adjoint the net trains with
-    # (backsolve would give the continuous adjoint's approximation).
-    flow = dataclasses.replace(net, encoder=None, adjoint="recursive_checkpoint").final_state
-    return jax.vmap(jax.jacrev(flow))(_initial_states(net, xs))
-
-
-@eqx.filter_jit
-def _largest_io_singular_values(net: SolverNet, xs, num_values: int, key):
-    """The `num_values` largest singular values of ∂y_L/∂y_0 per sample, by Lanczos
-    bidiagonalisation on jvp/vjp of the chained layer maps."""
+        # The discrete network's exact derivative, whatever adjoint the net trains with
+        # (backsolve would give the continuous adjoint's approximation).
+        flow = dataclasses.replace(net, encoder=None, adjoint="recursive_checkpoint").final_state
+        jacobians = jax.vmap(jax.jacrev(flow))(initial_states)
+        return InputOutputSpectrum(singular_values=singular_values(jacobians), time=time, method=method)
     # Forward-mode products cannot go through diffrax's checkpointed adjoint; the chain of
     # layer maps is the same computation, differentiable both ways.
     def flow(y0):
         return layer_chain(net, y0)
+
+    key = jax.random.PRNGKey(0) if key is None else key
 
     def largest(y0):
         matvec, rmatvec = krylov.jacobian_products(flow, y0)
         top = krylov.top_singular_values(matvec, rmatvec, y0.shape[-1], num_values=num_values, dtype=y0.dtype, key=key)
         return top.values_or_nan
 
-    return jax.vmap(largest)(_initial_states(net, xs))
+    return InputOutputSpectrum(singular_values=jax.vmap(largest)(initial_states), time=time, method=method)

@@ -6,15 +6,13 @@ read side by side (and written to a run's summary.json by the experiment runner)
 """
 
 import dataclasses
-import functools
 
-import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
 from ..network import SolverNet
 from ..solvers import MULTISTEP, describe_solver
-from .gradients import GradientNorms, InputOutputSpectrum, gradient_norms, io_jacobian_singular_values, regime_of_slope
+from .gradients import GradientNorms, InputOutputSpectrum, gradient_norms, io_jacobian_singular_values
 from .spectra import JacobianSpectrum, jacobian_spectrum
 
 
@@ -37,51 +35,44 @@ class StabilityReport:
     io: InputOutputSpectrum | None
     regime_factor: float = 10.0
 
-    @functools.cached_property
-    def _arrays(self) -> dict:
-        return _headline_arrays(self.spectrum, self.gradients, self.io)
-
     @property
     def fraction_outside(self) -> float:
         """Share of all h·λ outside the solver's stability region."""
-        return float(self._arrays["fraction_outside"])
+        return float(self.spectrum.fraction_outside)
 
     @property
     def fraction_outside_per_layer(self) -> np.ndarray:
-        return np.asarray(self._arrays["fraction_outside_per_layer"])
+        return np.asarray(self.spectrum.fraction_outside_per_layer)
 
     @property
     def max_growth(self) -> float:
         """The largest per-step growth factor of the solver at any h·λ (NaN if diverged)."""
-        return float(self._arrays["max_growth"])
+        return float(jnp.nanmax(self.spectrum.growth))
 
     @property
     def max_growth_per_layer(self) -> np.ndarray:
-        return np.asarray(self._arrays["max_growth_per_layer"])
+        return np.asarray(jnp.nanmax(self.spectrum.growth, axis=(0, 2)))
 
     @property
     def max_log_norm(self) -> float:
         """max over samples and layers of μ₂(∂f/∂y)."""
-        return float(self._arrays["max_log_norm"])
+        return float(np.max(self.spectrum.log_norm))
 
     @property
     def gradient_regime(self) -> str | None:
-        if self.gradients is None:
-            return None
-        return regime_of_slope(float(self._arrays["gradient_slope"]), self.gradients.state.shape[-1] - 1, self.regime_factor)
+        return None if self.gradients is None else self.gradients.regime(self.regime_factor)
 
     @property
     def top_lyapunov(self) -> float | None:
         """Mean over samples of the top finite-time Lyapunov exponent (1/T) ln σ_max(∂y_L/∂y_0),
         per unit depth: the rate at which the net stretches its worst input perturbation."""
-        return None if self.io is None else float(self._arrays["top_lyapunov"])
+        return None if self.io is None else float(np.mean(np.asarray(self.io.lyapunov_exponents)[:, 0]))
 
     def to_dict(self) -> dict:
         """Headline numbers as plain Python values for JSON; NaN and ±inf become None."""
         return {key: _plain(value) for key, value in self._headline().items()}
 
     def _headline(self) -> dict:
-        arrays = self._arrays
         return {
             "solver": self.spectrum.solver,
             "solver_options": dict(self.spectrum.solver_options),
@@ -91,13 +82,13 @@ class StabilityReport:
             "fraction_outside_per_layer": self.fraction_outside_per_layer.tolist(),
             "max_growth": self.max_growth,
             "max_growth_per_layer": self.max_growth_per_layer.tolist(),
-            "max_spectral_abscissa": float(arrays["max_spectral_abscissa"]),
+            "max_spectral_abscissa": float(jnp.nanmax(self.spectrum.spectral_abscissa)),
             "max_log_norm": self.max_log_norm,
-            "gradient_slope": None if self.gradients is None else float(arrays["gradient_slope"]),
+            "gradient_slope": None if self.gradients is None else float(self.gradients.slope),
             "gradient_regime": self.gradient_regime,
-            "gradient_profile": None if self.gradients is None else np.exp(np.asarray(arrays["gradient_log_profile"])).tolist(),
-            "io_largest_singular_value": None if self.io is None else float(arrays["io_largest_singular_value"]),
-            "io_smallest_singular_value": None if self.io is None else float(arrays["io_smallest_singular_value"]),
+            "gradient_profile": None if self.gradients is None else np.exp(np.asarray(self.gradients.log_profile)).tolist(),
+            "io_largest_singular_value": None if self.io is None else float(np.median(self.io.largest)),
+            "io_smallest_singular_value": None if self.io is None else float(np.median(self.io.smallest)),
             "top_lyapunov": self.top_lyapunov,
         }
 
@@ -165,30 +156,6 @@ def stability_report(
         io=io_jacobian_singular_values(net, xs, key=key) if io_jacobian else None,
         regime_factor=regime_factor,
     )
-
-
-@eqx.filter_jit
-def _headline_arrays(spectrum: JacobianSpectrum, gradients: GradientNorms | None, io: InputOutputSpectrum | None) -> dict:
-    """The report's numbers that JAX computes, in one compiled program: op by op, each of
-    its few dozen operations would be compiled on its own. A gradient slope of NaN means a
-    gradient norm is not finite (the "diverged" regime)."""
-    numbers = {
-        "fraction_outside": spectrum.fraction_outside,
-        "fraction_outside_per_layer": spectrum.fraction_outside_per_layer,
-        "max_growth": jnp.nanmax(spectrum.growth),
-        "max_growth_per_layer": jnp.nanmax(spectrum.growth, axis=(0, 2)),
-        "max_spectral_abscissa": jnp.nanmax(spectrum.spectral_abscissa),
-        "max_log_norm": jnp.max(spectrum.log_norm),
-    }
-    if gradients is not None:
-        finite = jnp.all(jnp.isfinite(gradients.state))
-        numbers["gradient_slope"] = jnp.where(finite, gradients.slope, jnp.nan)
-        numbers["gradient_log_profile"] = gradients.log_profile
-    if io is not None:
-        numbers["io_largest_singular_value"] = jnp.median(io.largest)
-        numbers["io_smallest_singular_value"] = jnp.median(io.smallest)
-        numbers["top_lyapunov"] = jnp.mean(io.lyapunov_exponents[:, 0])
-    return numbers
 
 
 def _plain(value):

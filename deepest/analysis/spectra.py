@@ -14,8 +14,6 @@ References: Haber & Ruthotto, "Stable architectures for deep neural networks" (2
 arXiv:1705.03341); Söderlind, "The logarithmic norm. History and modern theory" (BIT 2006).
 """
 
-import operator
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -25,7 +23,7 @@ from .. import stability
 from ..network import SolverNet
 from . import krylov
 from ._batched_linalg import eigenvalues, singular_values, symmetric_eigenvalues
-from ._layers import check_batch, check_one_step, layer_step, trajectories
+from ._layers import check_one_step, layer_step, trajectories
 
 # Above this state dimension the spectra are estimated matrix-free (Krylov iterations on
 # jvp/vjp) instead of forming and factorising each Jacobian: a dense eigen-decomposition
@@ -161,15 +159,33 @@ def jacobian_spectrum(
         >>> float(spec.fraction_outside), spec.spectral_abscissa.max()
     """
     method = choose_method(method, net.field.state_dim)
-    # A list would reach the compiled program as constants, recompiled for every batch.
-    xs = check_batch(xs, "jacobian_spectrum")
+    grid, ys = trajectories(net, xs)
+    times, states = grid[:-1], ys[:, :-1]
+    field = net.field
     if method == "dense":
-        times, jacobians, symmetric_parts = _field_jacobians(net, xs)
+        jacobians = jax.vmap(jax.vmap(_jacobian_at(field)), in_axes=(None, 0))(times, states)
         values = eigenvalues(jacobians)
-        log_norm = symmetric_eigenvalues(symmetric_parts)[..., -1]
+        log_norm = symmetric_eigenvalues((jacobians + jnp.swapaxes(jacobians, -1, -2)) / 2)[..., -1]
     else:
         key = jax.random.PRNGKey(0) if key is None else key
-        times, values, log_norm = _extremal_field_spectrum(net, xs, operator.index(num_eigenvalues), key)
+
+        def extremal(t, y):
+            matvec, rmatvec = krylov.jacobian_products(lambda state: field(t, state), y)
+
+            def symmetric_matvec(v):
+                return (matvec(v) + rmatvec(v)) / 2
+
+            def search(operator, count, which):
+                return krylov.arnoldi_eigenvalues(
+                    operator, y.shape[-1], num_eigenvalues=count, which=which, dtype=y.dtype, key=key
+                ).eigenvalues_or_nan
+
+            largest = search(matvec, num_eigenvalues, "magnitude")
+            rightmost = search(matvec, num_eigenvalues, "real")
+            top = search(symmetric_matvec, 1, "real")
+            return jnp.concatenate([largest, _not_among(rightmost, largest)]), top[0].real
+
+        values, log_norm = jax.vmap(jax.vmap(extremal), in_axes=(None, 0))(times, states)
     return JacobianSpectrum(
         eigenvalues=values,
         log_norm=log_norm,
@@ -179,47 +195,6 @@ def jacobian_spectrum(
         method=method,
         solver_options=net.solver_options,
     )
-
-
-# The JAX side of each analysis is one compiled program taking the net as an argument: run
-# op by op, every primitive of it would be compiled on its own (about a hundred programs for
-# one report, seconds of compiling in a fresh process), and traced anew for every net. The
-# LAPACK calls stay outside (`_batched_linalg`).
-@eqx.filter_jit
-def _field_jacobians(net: SolverNet, xs):
-    """Layer times t_k and, per sample and layer, ∂f/∂y(t_k, y_k) and its symmetric part."""
-    grid, ys = trajectories(net, xs)
-    times, states = grid[:-1], ys[:, :-1]
-    jacobians = jax.vmap(jax.vmap(_jacobian_at(net.field)), in_axes=(None, 0))(times, states)
-    return times, jacobians, (jacobians + jnp.swapaxes(jacobians, -1, -2)) / 2
-
-
-@eqx.filter_jit
-def _extremal_field_spectrum(net: SolverNet, xs, num_eigenvalues: int, key):
-    """Layer times t_k and, per sample and layer, the extremal eigenvalues of ∂f/∂y by
-    restarted Arnoldi (largest in modulus, then rightmost) and μ₂ by Lanczos."""
-    grid, ys = trajectories(net, xs)
-    times, states = grid[:-1], ys[:, :-1]
-    field = net.field
-
-    def extremal(t, y):
-        matvec, rmatvec = krylov.jacobian_products(lambda state: field(t, state), y)
-
-        def symmetric_matvec(v):
-            return (matvec(v) + rmatvec(v)) / 2
-
-        def search(operator, count, which):
-            return krylov.arnoldi_eigenvalues(
-                operator, y.shape[-1], num_eigenvalues=count, which=which, dtype=y.dtype, key=key
-            ).eigenvalues_or_nan
-
-        largest = search(matvec, num_eigenvalues, "magnitude")
-        rightmost = search(matvec, num_eigenvalues, "real")
-        top = search(symmetric_matvec, 1, "real")
-        return jnp.concatenate([largest, _not_among(rightmost, largest)]), top[0].real
-
-    values, log_norm = jax.vmap(jax.vmap(extremal), in_axes=(None, 0))(times, states)
-    return times, values, log_norm
 
 
 class LayerMapSpectrum(eqx.Module):
@@ -260,47 +235,27 @@ def layer_map_spectrum(
     """
     check_one_step(net, "layer_map_spectrum")
     method = choose_method(method, net.field.state_dim)
-    xs = check_batch(xs, "layer_map_spectrum")
+    grid, ys = trajectories(net, xs)
+    starts, ends, states = grid[:-1], grid[1:], ys[:, :-1]
+    field = net.field
+
+    def step_map(t, t_next):
+        return lambda y: layer_step(net, field, t, t_next, y)
+
     if method == "dense":
-        jacobians = _layer_map_jacobians(net, xs)
+        jacobian = jax.vmap(jax.vmap(lambda t, t_next, y: jax.jacfwd(step_map(t, t_next))(y)), in_axes=(None, None, 0))
+        jacobians = jacobian(starts, ends, states)
         return LayerMapSpectrum(
             eigenvalues=eigenvalues(jacobians), singular_values=singular_values(jacobians), method=method
         )
     key = jax.random.PRNGKey(0) if key is None else key
-    values, singular = _extremal_layer_map_values(net, xs, operator.index(num_eigenvalues), key)
-    return LayerMapSpectrum(eigenvalues=values, singular_values=singular, method=method)
-
-
-def _layer_intervals_and_states(net: SolverNet, xs):
-    """The layers' intervals, (t_0 … t_{L−1}, t_1 … t_L), and each sample's states y_0 … y_{L−1}."""
-    grid, ys = trajectories(net, xs)
-    starts, ends, states = grid[:-1], grid[1:], ys[:, :-1]
-    return (starts, ends), states
-
-
-def _step_map(net: SolverNet, t, t_next):
-    return lambda y: layer_step(net, net.field, t, t_next, y)
-
-
-@eqx.filter_jit
-def _layer_map_jacobians(net: SolverNet, xs):
-    """∂y_{k+1}/∂y_k per sample and layer."""
-    (starts, ends), states = _layer_intervals_and_states(net, xs)
-    jacobian = jax.vmap(jax.vmap(lambda t, t_next, y: jax.jacfwd(_step_map(net, t, t_next))(y)), in_axes=(None, None, 0))
-    return jacobian(starts, ends, states)
-
-
-@eqx.filter_jit
-def _extremal_layer_map_values(net: SolverNet, xs, num_eigenvalues: int, key):
-    """The largest eigenvalues (restarted Arnoldi) and singular values (Lanczos
-    bidiagonalisation) of ∂y_{k+1}/∂y_k per sample and layer."""
-    (starts, ends), states = _layer_intervals_and_states(net, xs)
 
     def extremal(t, t_next, y):
-        matvec, rmatvec = krylov.jacobian_products(_step_map(net, t, t_next), y)
+        matvec, rmatvec = krylov.jacobian_products(step_map(t, t_next), y)
         dim = y.shape[-1]
         largest = krylov.arnoldi_eigenvalues(matvec, dim, num_eigenvalues=num_eigenvalues, which="magnitude", dtype=y.dtype, key=key)
         top = krylov.top_singular_values(matvec, rmatvec, dim, num_values=num_eigenvalues, dtype=y.dtype, key=key)
         return largest.eigenvalues_or_nan, top.values_or_nan
 
-    return jax.vmap(jax.vmap(extremal), in_axes=(None, None, 0))(starts, ends, states)
+    values, singular = jax.vmap(jax.vmap(extremal), in_axes=(None, None, 0))(starts, ends, states)
+    return LayerMapSpectrum(eigenvalues=values, singular_values=singular, method=method)
