@@ -122,14 +122,12 @@ def run(*, quick: bool = False, repeats: int | None = None) -> Section:
             busy = {ONE_AFTER_ANOTHER: [], f"sweep (--jobs {jobs})": []}
             contenders = {how: _contender(config, directory, count, busy[how]) for how, count in zip(busy, (1, jobs))}
             seconds = interleaved_medians(contenders, rounds=rounds, warmup=False)
+            cores_busy = {how: statistics.median(values) for how, values in busy.items()}
             sequential, parallel = seconds.values()
             speedups[name] = sequential / parallel
-            bounds[name] = jobs / statistics.median(busy[ONE_AFTER_ANOTHER])
+            bounds[name] = jobs / cores_busy[ONE_AFTER_ANOTHER]
             descriptions.append(_describe(name, training_steps))
-            rows += [
-                (name, how, significant(value), f"{statistics.median(busy[how]):.2f}", significant(sequential / value))
-                for how, value in seconds.items()
-            ]
+            rows += [(name, how, significant(value), f"{cores_busy[how]:.2f}", significant(sequential / value)) for how, value in seconds.items()]
     judged = speedups.get(JUDGED)
     measured = "; ".join(
         f"{speedup:.2f}× {name} (at most {bounds[name]:.2f}× for the same CPU work)" + ("" if name == JUDGED else ", not judged")
