@@ -108,7 +108,7 @@ def gradient_profile(gradients, *, ax=None, factor=10.0):
         _, ax = plt.subplots(figsize=(5, 4))
     norms = np.asarray(gradients.state)
     layers = np.arange(norms.shape[1])
-    low, high = np.nanpercentile(norms, [25, 75], axis=0)
+    low, high = _finite_percentiles(norms, [25, 75])
     profile = np.asarray(gradients.log_profile)
     ax.fill_between(layers, low, high, alpha=0.3, label="interquartile range")
     ax.plot(layers, np.exp(profile), marker="o", markersize=3, label="geometric mean")
@@ -148,7 +148,7 @@ def finite_time_lyapunov(io, *, ax=None):
         _, ax = plt.subplots(figsize=(5, 4))
     exponents = np.asarray(io.lyapunov_exponents)
     index = np.arange(1, exponents.shape[1] + 1)
-    low, median, high = np.nanpercentile(exponents, [25, 50, 75], axis=0)
+    low, median, high = _finite_percentiles(exponents, [25, 50, 75])
     ax.fill_between(index, low, high, alpha=0.3, label="interquartile range")
     ax.plot(index, median, marker="o", markersize=3, label=f"median (λ_1 = {median[0]:+.3f})")
     ax.axhline(0, color="0.6", linewidth=0.5)
@@ -156,6 +156,19 @@ def finite_time_lyapunov(io, *, ax=None):
     ax.set_ylabel("finite-time exponent (1/T) ln σ_i")
     ax.legend(fontsize="small")
     return ax
+
+
+def _finite_percentiles(values, percentiles):
+    """Percentiles over samples (axis 0) of the finite entries of each column; NaN for a
+    column without any (a diverged net's norms are inf or NaN, which the plot leaves out).
+    Computed column by column so that numpy warns neither of all-NaN slices nor of inf − inf."""
+    values = np.asarray(values, dtype=float)
+    result = np.full((len(percentiles), values.shape[1]), np.nan)
+    for column in range(values.shape[1]):
+        finite = values[:, column][np.isfinite(values[:, column])]
+        if finite.size:
+            result[:, column] = np.percentile(finite, percentiles)
+    return result
 
 
 def stability_report(report):

@@ -1,4 +1,6 @@
-"""The stability-region figure: it draws what it is given."""
+"""The figures: they draw what they are given, diverged nets included."""
+
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,4 +18,21 @@ def test_stability_region_draws_every_solver_and_the_points():
     # The view contains RK4's real-axis limit and every point.
     left, right = ax.get_xlim()
     assert left < dp.stability.real_axis_limit("rk4") and right > 0.1
+    plt.close(ax.figure)
+
+
+def test_gradient_profile_of_a_diverged_net_bands_its_finite_norms_without_warnings():
+    # A net that blew up: inf and NaN norms in some samples, a layer with no finite norm.
+    state = np.array([[1.0, 2.0, np.inf], [3.0, np.nan, np.nan], [5.0, 4.0, np.inf]])
+    gradients = dp.analysis.GradientNorms(state=state, parameters=np.ones((3, 2)), loss=np.ones(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        ax = dp.plot.gradient_profile(gradients)
+    vertices = np.concatenate([path.vertices for path in ax.collections[0].get_paths()])
+    # The band spans np.percentile's 25th to 75th of each layer's finite norms ({1, 3, 5}:
+    # 2 to 4; {2, 4}: 2.5 to 3.5); layer 2, with none, is left out of the drawing.
+    for layer, edges in ((0, [2.0, 4.0]), (1, [2.5, 3.5])):
+        heights = vertices[vertices[:, 0] == layer, 1]
+        np.testing.assert_allclose([heights.min(), heights.max()], edges)
+    assert not np.any(vertices[:, 0] == 2)
     plt.close(ax.figure)
