@@ -61,7 +61,14 @@ def loss_fn_for(task: str) -> Callable:
     """The per-sample loss of a task: softmax cross-entropy (classification) or squared error."""
     if task == "classification":
         return optax.softmax_cross_entropy_with_integer_labels
-    return lambda prediction, target: jnp.sum((prediction - target) ** 2)
+    return squared_error
+
+
+def squared_error(prediction, target):
+    """‖prediction − target‖², one sample's regression loss. A module-level function, not a
+    fresh lambda per call, so that compiled analyses keyed on the loss (`gradient_norms`)
+    are reused from run to run."""
+    return jnp.sum((prediction - target) ** 2)
 
 
 def _forward(model: SolverNet, xs, targets, task: str):

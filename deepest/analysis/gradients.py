@@ -23,7 +23,7 @@ from ..network import SolverNet
 from . import krylov
 from ._batched_linalg import singular_values
 from ..solvers import MULTISTEP
-from ._layers import check_batch, check_one_step, layer_chain, layer_step, trajectories
+from ._layers import check_batch, check_one_step, layer_chain, solver_step, trajectories
 from .spectra import choose_method
 
 GRADIENT_REGIMES = ("vanishing", "stable", "exploding", "diverged")
@@ -105,17 +105,32 @@ def gradient_norms(net: SolverNet, loss_fn, xs, targets) -> GradientNorms:
     """
     check_one_step(net, "gradient_norms")
     grid, states = trajectories(net, xs)
+    state, parameters, loss = _backward_norms(
+        net.field, net.readout, grid, states, jnp.asarray(targets), net.solver, net.root_rtol, net.root_atol, loss_fn
+    )
+    return GradientNorms(state=state, parameters=parameters, loss=loss)
+
+
+@eqx.filter_jit
+def _backward_norms(field, readout, grid, states, targets, solver_name, root_rtol, root_atol, loss_fn):
+    """`gradient_norms`' backward pass as one program. The layer times come in as data, not
+    as the net's static t0 and t1, so nets differing in step size or seed alone share the
+    program (one compile per field structure, solver, shapes and `loss_fn` object)."""
 
     def one_sample(states, target):
         def loss_of_final(y):
-            output = y if net.readout is None else net.readout(y)
+            output = y if readout is None else readout(y)
             return loss_fn(output, target)
 
         loss, adjoint = jax.value_and_grad(loss_of_final)(states[-1])
 
         def backward(adjoint, layer):
             t, t_next, y = layer
-            _, pullback = eqx.filter_vjp(lambda field, state: layer_step(net, field, t, t_next, state), net.field, y)
+
+            def step(field, state):
+                return solver_step(solver_name, field, t, t_next, state, root_rtol=root_rtol, root_atol=root_atol)
+
+            _, pullback = eqx.filter_vjp(step, field, y)
             field_gradient, previous = pullback(adjoint)
             return previous, (jnp.linalg.norm(previous), _tree_norm(field_gradient))
 
@@ -124,8 +139,7 @@ def gradient_norms(net: SolverNet, loss_fn, xs, targets) -> GradientNorms:
         )
         return jnp.append(state_norms, jnp.linalg.norm(adjoint)), parameter_norms, loss
 
-    state, parameters, loss = jax.vmap(one_sample)(states, targets)
-    return GradientNorms(state=state, parameters=parameters, loss=loss)
+    return jax.vmap(one_sample)(states, targets)
 
 
 class InputOutputSpectrum(eqx.Module):

@@ -132,8 +132,13 @@ def _not_among(values, others):
     return jnp.where(duplicate, jnp.nan, values)
 
 
-def _jacobian_at(field):
-    return jax.jacfwd(lambda t, y: field(t, y), argnums=1)
+@eqx.filter_jit
+def _jacobians_and_symmetric_parts(field, times, states):
+    """J = ∂f/∂y(t_k, y_k) for times (L,) and states (batch, L, d), and (J + Jᵀ)/2, as one
+    program: the times come in as data, so nets differing in step size or seed alone share it."""
+    jacobian = jax.jacfwd(lambda t, y: field(t, y), argnums=1)
+    jacobians = jax.vmap(jax.vmap(jacobian), in_axes=(None, 0))(times, states)
+    return jacobians, (jacobians + jnp.swapaxes(jacobians, -1, -2)) / 2
 
 
 def jacobian_spectrum(
@@ -163,9 +168,9 @@ def jacobian_spectrum(
     times, states = grid[:-1], ys[:, :-1]
     field = net.field
     if method == "dense":
-        jacobians = jax.vmap(jax.vmap(_jacobian_at(field)), in_axes=(None, 0))(times, states)
+        jacobians, symmetric_parts = _jacobians_and_symmetric_parts(field, times, states)
         values = eigenvalues(jacobians)
-        log_norm = symmetric_eigenvalues((jacobians + jnp.swapaxes(jacobians, -1, -2)) / 2)[..., -1]
+        log_norm = symmetric_eigenvalues(symmetric_parts)[..., -1]
     else:
         key = jax.random.PRNGKey(0) if key is None else key
 
