@@ -4,8 +4,9 @@ Both contenders run `deepest run <config> --jobs J` (as `python -m deepest`, wha
 calls) on the same generated 8-run TOML file (Euler and RK4 × 4 and 8 steps × two seeds, on
 spirals), in a fresh process into a fresh output directory (finished runs would otherwise be
 skipped, and its compilation cache would be warm): `--jobs 1` runs the 8 runs one after
-another in that process; `--jobs N`, N the cores available, runs them in a spawned process
-pool. Each time is the command's wall time (import, compile, train, analyse, the table).
+another in that process; `--jobs N`, N the cores available, runs them on N workers, that
+process and N − 1 spawned ones. Each time is the command's wall time (import, compile, train,
+analyse, the table).
 
 Two sweeps: "training" is the issue's model (field 2 → 64 → 64 → 2, batch 256, Adam), where
 training is most of a run; "compiling" is a small model trained briefly, where compiling is
@@ -19,7 +20,8 @@ speed-up: one run after another already keeps more than one core busy (XLA compi
 program on several threads; training runs on one), and the same CPU work on N cores takes at
 least busy/N of its wall time. A sweep's workers, one core each, compile their settings'
 programs on one thread, and the programs all settings share (the initial weights, the
-minibatch order) once per worker.
+minibatch order) once per worker, unless another worker has already put them in the shared
+compilation cache.
 
     python -m benchmarks --only sweep [--repeats 3]
 """

@@ -5,8 +5,8 @@
     deepest list
     deepest report runs/quickstart/<run_id>
 
-`deepest run` uses the whole machine: a sweep runs in a pool of --jobs worker processes (default
-one per available core), each pinned to its own share of the cores. --devices D shows each
+`deepest run` uses the whole machine: a sweep runs on --jobs workers (default one per available
+core), this process and spawned ones, each pinned to its own share of the cores. --devices D shows each
 run's process D CPU devices, over which training splits every minibatch (`deepest._devices`);
 the default, one: on the 2-core machine two devices were at best level with it (benchmarks/README.md).
 Compiled programs are kept in OUT/.compilation_cache (`deepest._compilation_cache`), shared by a
@@ -24,9 +24,10 @@ EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / "experiments"
 
 
 def _run(arguments) -> int:
-    # Before anything starts JAX's backend, for the runs that stay in this process; a pool's
-    # workers set their own.
+    # Before anything starts JAX's backend, for the runs in this process (all of them, or its
+    # share of a sweep); spawned workers set their own.
     cache = None if arguments.no_compilation_cache else pathlib.Path(arguments.out) / ".compilation_cache"
+    fresh = True  # JAX's backend not started: this process can be one of a sweep's workers
     try:
         _devices.use_cpu_devices(arguments.devices)
     except RuntimeError as error:
@@ -37,6 +38,7 @@ def _run(arguments) -> int:
         if jax.local_device_count() != arguments.devices:
             print(f"deepest run: {error}", file=sys.stderr)
             return 2
+        fresh = False
     else:
         if cache is not None:
             use_compilation_cache(cache)
@@ -45,7 +47,7 @@ def _run(arguments) -> int:
 
     try:
         summaries = run_experiment(
-            arguments.config, overrides=arguments.set, out=arguments.out, jobs=arguments.jobs, devices=arguments.devices, compilation_cache=cache
+            arguments.config, overrides=arguments.set, out=arguments.out, jobs=arguments.jobs, devices=arguments.devices, compilation_cache=cache, work_here=fresh
         )
     except ConfigError as error:
         print(f"deepest run: {arguments.config}: {error}", file=sys.stderr)
@@ -134,7 +136,7 @@ def parser() -> argparse.ArgumentParser:
         "--jobs",
         type=_positive_integer,
         default=cores,
-        help=f"runs in parallel, in spawned processes with a share of the cores each (default: the available cores, {cores} here)",
+        help=f"runs in parallel, in this process and spawned ones, with a share of the cores each (default: the available cores, {cores} here)",
     )
     run.add_argument(
         "--devices",

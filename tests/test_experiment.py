@@ -1,14 +1,18 @@
 """Experiment configs, sweeps, the runner's run directories, resumption, divergence and results."""
 
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
-from deepest import cli
+from deepest import _devices, cli
 from deepest.experiment import ConfigError, config, rundir, run_experiment, sweep
 from deepest.experiment.pool_schedule import PoolSchedule, training_work
 from deepest.experiment.results import collect, format_table, to_csv
+from deepest.experiment.runner import _LocalWorker
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / "experiments"
 # Small enough to compile and train in seconds; every key is a real config key.
@@ -299,3 +303,52 @@ def test_a_parallel_sweep_finishes_every_run_and_its_workers_share_a_compilation
     assert [summary["status"] for summary in summaries] == ["completed"] * 3
     assert sorted(json.loads((tmp_path / "runs" / "quickstart" / summary["run_id"] / "config.json").read_text())["model"]["seed"] for summary in summaries) == [0, 1, 2]
     assert any(cache.iterdir()), "the workers wrote no compiled programs to the shared cache"
+
+
+@pytest.mark.slow
+def test_deepest_run_sweeps_in_its_own_process_and_a_spawned_one(tmp_path):
+    # As a user runs it: a fresh process, whose JAX has not started, is worker 0 of the sweep
+    # in a pinned thread, beside one spawned worker.
+    overrides = [*TINY, "analysis.figures=false", 'sweep.grid={"model.seed"=[0,1,2]}']
+    command = [sys.executable, "-m", "deepest", "run", str(EXPERIMENTS / "quickstart.toml"), "--out", str(tmp_path), "--jobs", "2"]
+    finished = subprocess.run([*command, *sum((["--set", o] for o in overrides), [])], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    summaries = [json.loads(path.read_text()) for path in (tmp_path / "quickstart").glob("*/summary.json")]
+    assert sorted(summary["seed"] for summary in summaries) == [0, 1, 2]
+    assert all(summary["status"] == "completed" for summary in summaries)
+    assert finished.stdout.count("completed") == 3
+
+def test_the_local_worker_runs_its_share_on_its_own_core_and_passes_errors_on():
+    cores = _devices.available_cores()[:1]
+    summaries, seen = {}, {}
+
+    def run(index):
+        seen[index] = os.sched_getaffinity(0)
+        return {"index": index}
+
+    worker = _LocalWorker(cores, 0, iter([2, 1, None]).__next__, run, summaries)
+    worker.start()
+    worker.finish()
+    assert summaries == {0: {"index": 0}, 2: {"index": 2}, 1: {"index": 1}}
+    # Pinned: the worker's thread alone, not the caller's.
+    assert all(affinity == set(cores) for affinity in seen.values())
+    assert os.sched_getaffinity(0) == set(_devices.available_cores())
+
+    def failing(index):
+        if index == 1:
+            raise RuntimeError("run 1 failed")
+        return {"index": index}
+
+    summaries = {}
+    worker = _LocalWorker(cores, 0, iter([1, 2, None]).__next__, failing, summaries)
+    worker.start()
+    with pytest.raises(RuntimeError, match="run 1 failed"):
+        worker.finish()
+    assert summaries == {0: {"index": 0}}
+    # Stopped (the sweep failed elsewhere): no further run is taken.
+    summaries = {}
+    worker = _LocalWorker(cores, 0, iter([1, None]).__next__, run, summaries)
+    worker.stop()
+    worker.start()
+    worker.finish()
+    assert summaries == {}

@@ -89,7 +89,9 @@ def gradient_norms(net: SolverNet, loss_fn, xs, targets) -> GradientNorms:
 
     Args:
         net: a fixed-step SolverNet with a one-step solver.
-        loss_fn: loss_fn(output, target) → scalar, for one sample (output = net(x)).
+        loss_fn: loss_fn(output, target) → scalar, for one sample (output = net(x)). The
+            backward pass compiles once per function object: pass the same one, not a new
+            lambda each call, to reuse it.
         xs: inputs (batch, ...).
         targets: targets (batch, ...), one per input.
 

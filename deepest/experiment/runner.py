@@ -9,7 +9,9 @@ reason); a sweep goes on with its other runs.
 import concurrent.futures
 import math
 import multiprocessing
+import os
 import pathlib
+import threading
 import time
 
 import equinox as eqx
@@ -228,15 +230,29 @@ def _run_from_dict(resolved: dict, root: str) -> dict:
 
 
 def run_experiment(
-    path, *, overrides=(), out="runs", jobs: int = 1, devices: int = 1, compilation_cache=None, progress: bool | None = None
+    path,
+    *,
+    overrides=(),
+    out="runs",
+    jobs: int = 1,
+    devices: int = 1,
+    compilation_cache=None,
+    progress: bool | None = None,
+    work_here: bool = False,
 ) -> list[dict]:
     """Load, validate and run every run of an experiment file; returns their summaries.
 
-    Runs go to <out>/<experiment name>/<run_id>/. With jobs > 1 and several runs they run in
-    a `spawn` process pool (JAX and fork do not mix) of min(jobs, runs) workers, each pinned
-    to its own share of the available cores (`deepest._devices.sweep_layout`) with `devices`
-    CPU devices, each worker keeping to the runs of one setting (differing in seeds only) while
-    it can, the settings with the most training work first (`PoolSchedule`).
+    Runs go to <out>/<experiment name>/<run_id>/. With jobs > 1 and several runs they run on
+    W = min(jobs, runs) workers, each pinned to its own share of the available cores
+    (`deepest._devices.sweep_layout`) with `devices` CPU devices, each keeping to the runs of
+    one setting (differing in seeds only) while it can, the settings with the most training
+    work first (`PoolSchedule`). The workers are processes of a `spawn` pool (JAX and fork do
+    not mix); with `work_here`, this process is one of them, in a thread pinned to the first
+    share, which saves a worker's start (importing jax and deepest, ~1.7 s on one core) and
+    lets the others load the programs all runs share (initial weights, minibatch order) from
+    the compilation cache it has already filled. Pass it only where nothing has started JAX's
+    backend yet (the `deepest run` command): XLA's threads take the affinity of the thread
+    that starts it, and would stay on that one core for the rest of the process.
     Otherwise they run one after another in this process, on its devices. `compilation_cache`,
     a directory, is the workers' shared compilation cache (`deepest._compilation_cache`); this
     process's own is its owner's choice (the `deepest run` command sets one).
@@ -249,35 +265,86 @@ def run_experiment(
     shares = _devices.sweep_layout(jobs, len(configs), _devices.available_cores())
     if len(shares) == 1:
         return [run_one(config, root, progress=progress) for config in configs]
+    schedule, schedule_lock = PoolSchedule(configs), threading.Lock()
+    summaries: dict[int, dict] = {}
+
+    def next_run(worker: int) -> int | None:
+        with schedule_lock:
+            return schedule.next_run(worker)
+
+    # This process, the first to start, takes the largest setting (the schedule's first pick).
+    local = _LocalWorker(shares[0], next_run(0), lambda: next_run(0), lambda index: run_one(configs[index], root, progress=False), summaries) if work_here else None
+    spawned = shares[1:] if work_here else shares
     context = multiprocessing.get_context("spawn")
     # Each worker takes one share in its initializer, which runs after it imports deepest
     # (and jax) but before any JAX computation: the last moment its devices can be set.
     queue = context.Queue()
-    for share in shares:
+    for share in spawned:
         queue.put(share)
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=len(shares),
-        mp_context=context,
-        initializer=_devices.start_worker,
-        initargs=(queue, devices, None if compilation_cache is None else str(compilation_cache)),
-    ) as pool:
-        # One run in flight per worker: a finished run frees its own worker, the one idle
-        # process, which then takes the run the schedule picks for it (its setting's next
-        # seed, if any). Should two finish at once, their next runs may swap workers.
-        schedule = PoolSchedule(configs)
-        in_flight, summaries = {}, {}
+    try:
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=len(spawned),
+            mp_context=context,
+            initializer=_devices.start_worker,
+            initargs=(queue, devices, None if compilation_cache is None else str(compilation_cache)),
+        ) as pool:
+            # One run in flight per worker: a finished run frees its own worker, the one idle
+            # process, which then takes the run the schedule picks for it (its setting's next
+            # seed, if any). Should two finish at once, their next runs may swap workers.
+            in_flight = {}
 
-        def submit(worker: int) -> None:
-            index = schedule.next_run(worker)
-            if index is not None:
-                in_flight[pool.submit(_run_from_dict, config_module.to_dict(configs[index]), str(root))] = (worker, index)
+            def submit(worker: int) -> None:
+                index = next_run(worker)
+                if index is not None:
+                    in_flight[pool.submit(_run_from_dict, config_module.to_dict(configs[index]), str(root))] = (worker, index)
 
-        for worker in range(len(shares)):
-            submit(worker)
-        while in_flight:
-            done, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in done:
-                worker, index = in_flight.pop(future)
-                summaries[index] = future.result()
+            for worker in range(len(shares) - len(spawned), len(shares)):
                 submit(worker)
-        return [summaries[index] for index in range(len(configs))]
+            if local is not None:
+                local.start()
+            while in_flight:
+                done, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    worker, index = in_flight.pop(future)
+                    summaries[index] = future.result()
+                    submit(worker)
+    except BaseException:
+        if local is not None:
+            local.stop()
+        raise
+    if local is not None:
+        local.finish()
+    return [summaries[index] for index in range(len(configs))]
+
+
+class _LocalWorker(threading.Thread):
+    """Worker 0 of a sweep in this process: a thread pinned to its share of the cores (Linux
+    pins the calling thread only), running `first` and then the runs `next_run` hands it,
+    into `summaries`."""
+
+    def __init__(self, cores, first: int | None, next_run, run, summaries: dict):
+        super().__init__(name="deepest-sweep-worker-0", daemon=True)
+        self._cores, self._first, self._next_run, self._run, self._summaries = cores, first, next_run, run, summaries
+        self._stopping = threading.Event()
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            if hasattr(os, "sched_setaffinity"):
+                os.sched_setaffinity(0, self._cores)
+            index = self._first
+            while index is not None and not self._stopping.is_set():
+                self._summaries[index] = self._run(index)
+                index = self._next_run()
+        except BaseException as error:  # re-raised in the caller's thread by `finish`
+            self._error = error
+
+    def stop(self) -> None:
+        """Take no further run (the sweep failed elsewhere); the current one ends as it would."""
+        self._stopping.set()
+
+    def finish(self) -> None:
+        """Wait for the last run; raise what the thread raised."""
+        self.join()
+        if self._error is not None:
+            raise self._error
