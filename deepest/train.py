@@ -26,6 +26,7 @@ import optax
 from tqdm import tqdm
 
 from . import _devices, _stacking, regularisers
+from ._array_leaves import ArrayLeaves
 from .data import Dataset
 from .network import SolverNet
 from .solvers import function_evaluations
@@ -136,6 +137,12 @@ def make_step(optimiser: optax.GradientTransformation, task: str, *, replicated:
     a `step_number` (an integer array), they come from fold_in(key, step_number) instead,
     computed inside the compiled step (what `fit` does: no key arithmetic on the host per step).
     """
+    return eqx.filter_jit(_step_function(optimiser, task, replicated=replicated, regularisation=regularisation))
+
+
+def _step_function(optimiser: optax.GradientTransformation, task: str, *, replicated: bool, regularisation):
+    """`make_step`'s step before compiling: `make_step` compiles it with `eqx.filter_jit`,
+    `fit` over the array leaves of model and state (`deepest._array_leaves`)."""
     terms = tuple((name, weight, dict(options), regularisers.regulariser(name)) for name, weight, options in regularisation)
 
     def objective(model, xs, targets, key):
@@ -158,7 +165,7 @@ def make_step(optimiser: optax.GradientTransformation, task: str, *, replicated:
         return new_model, new_state, metrics
 
     in_axes = (eqx.if_array(0), eqx.if_array(0), None, None, None, None)
-    return eqx.filter_jit(eqx.filter_vmap(step, in_axes=in_axes) if replicated else step)
+    return eqx.filter_vmap(step, in_axes=in_axes) if replicated else step
 
 
 def make_evaluate(task: str, *, replicated: bool = False):
@@ -197,6 +204,12 @@ def _minibatches(key, num_samples: int, batch_size: int, sharding):
         return xs[indices], targets[indices]
 
     return jax.jit(minibatch, out_shardings=sharding)
+
+
+def _trees_first(outputs):
+    """The step's (model, state, metrics) as ((model, state), metrics)."""
+    model, state, metrics = outputs
+    return (model, state), metrics
 
 
 def _divergence(metrics: dict, max_state_norm: float) -> str | None:
@@ -288,11 +301,16 @@ def _fit(
     user_throw = model.throw
     model = dataclasses.replace(model, throw=False)
     state = optimiser_state if optimiser_state is not None else init_state(optimiser, model, replicated=replicated)
-    step_fn = make_step(optimiser, task, replicated=replicated, regularisation=regularisation)
     evaluate = make_evaluate(task, replicated=replicated)
     batch_size = min(batch_size, len(dataset.x_train))
     split, replicate = _devices.batch_shardings(batch_size, jax.local_devices() if devices is None else devices)
     model, state = _devices.place(model, replicate), _devices.place(state, replicate)
+    # The loop carries the array leaves of (model, state) and rebuilds the trees only to log,
+    # checkpoint, refuse a diverged replica's update or return.
+    layout = ArrayLeaves((model, state))
+    step_function = _step_function(optimiser, task, replicated=replicated, regularisation=regularisation)
+    step_fn = layout.jit(lambda trees, *arguments: _trees_first(step_function(*trees, *arguments)))
+    current = layout.leaves
     # A copy of the training set per device, so each draws its share of a minibatch locally.
     x_train, y_train = _devices.place((jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)), replicate)
     minibatch = _minibatches(key, len(x_train), batch_size, split)
@@ -311,7 +329,7 @@ def _fit(
         host = {name: np.asarray(value, dtype=float).reshape(count) for name, value in values.items()}
         return [{name: float(column[replica]) for name, column in host.items()} for replica in range(count)]
 
-    def record(step_number, metrics: list[dict], which):
+    def record(step_number, metrics: list[dict], which, model):
         test_loss, test_diagnostics = evaluate(model, x_test, y_test)
         tests = per_replica({"test_loss": test_loss, "test_accuracy": test_diagnostics["accuracy"]})
         for replica in which:
@@ -325,7 +343,7 @@ def _fit(
 
     while step < num_steps and "completed" in statuses:
         xs, targets = minibatch(np.int32(step), x_train, y_train)
-        new_model, new_state, device_metrics = step_fn(model, state, xs, targets, probe_key, np.int32(step))
+        new_leaves, device_metrics = step_fn(current, xs, targets, probe_key, np.int32(step))
         metrics = per_replica(device_metrics)
         refused = []
         for replica in range(count):
@@ -334,22 +352,25 @@ def _fit(
                 statuses[replica], diverged_at[replica], reasons[replica] = "diverged", step, reason
                 refused.append(replica)
         if refused:  # the refused step's metrics, marked: a record at this step may already exist
-            record(step, [{**entry, "diverged": 1.0, "reason": why} for entry, why in zip(metrics, reasons)], refused)
+            marked = [{**entry, "diverged": 1.0, "reason": why} for entry, why in zip(metrics, reasons)]
+            record(step, marked, refused, layout.rebuild(current)[0])
         alive = [status == "completed" for status in statuses]
         if not any(alive):
             break
         if all(alive):
-            model, state = new_model, new_state
+            current = new_leaves
         else:  # diverged replicas keep their last good model and state
-            model, state = _stacking.select(alive, new_model, model), _stacking.select(alive, new_state, state)
+            current = layout.of(_stacking.select(alive, layout.rebuild(new_leaves), layout.rebuild(current)))
         step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{np.mean([metrics[i]['loss'] for i in range(count) if alive[i]]):.4f}", refresh=False)
+        if not bar.disable:  # a hidden bar's loss would be formatted for nothing, every step
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean([metrics[i]['loss'] for i in range(count) if alive[i]]):.4f}", refresh=False)
         if step % log_every == 0 or step == num_steps:
-            record(step, metrics, [replica for replica in range(count) if alive[replica]])
+            record(step, metrics, [replica for replica in range(count) if alive[replica]], layout.rebuild(current)[0])
         if checkpoint_every and on_checkpoint is not None and step % checkpoint_every == 0:
-            on_checkpoint(step, model, state)
+            on_checkpoint(step, *layout.rebuild(current))
     bar.close()
+    model, state = layout.rebuild(current)
     # Off the mesh: what the caller does next (evaluate, analyse) is not data-parallel.
     first_device = split.mesh.devices.flat[0]
     model, state = _devices.place(dataclasses.replace(model, throw=user_throw), first_device), _devices.place(state, first_device)

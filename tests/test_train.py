@@ -8,6 +8,7 @@ import pytest
 
 import deepest as dp
 from deepest import train
+from deepest._array_leaves import ArrayLeaves
 
 KEY = jax.random.PRNGKey(0)
 MOONS = dp.data.make("moons", num_samples=128, seed=0)
@@ -44,6 +45,24 @@ def test_training_learns_and_compiles_each_function_once(monkeypatch):
     assert {"loss", "accuracy", "gradient_norm", "solver_steps", "solver_failures", "test_accuracy"} <= set(result.history[0])
     assert result.history[0]["solver_steps"] == 4
 
+
+
+def test_the_step_over_array_leaves_is_make_steps_step():
+    # fit calls the step with the array leaves of (model, state) (`deepest._array_leaves`);
+    # the same program as make_step's, so the same numbers to the last bit.
+    net, optimiser = _net(), train.optimiser("adam", 3e-2)
+    state = train.init_state(optimiser, net)
+    xs, targets = jnp.asarray(MOONS.x_train[:16]), jnp.asarray(MOONS.y_train[:16])
+    model, new_state, metrics = train.make_step(optimiser, "classification")(net, state, xs, targets, KEY, np.int32(0))
+    layout = ArrayLeaves((net, state))
+    step = layout.jit(lambda trees, *rest: train._trees_first(train._step_function(optimiser, "classification", replicated=False, regularisation=())(*trees, *rest)))
+    leaves, leaf_metrics = step(layout.leaves, xs, targets, KEY, np.int32(0))
+    leaf_model, leaf_state = layout.rebuild(leaves)
+    for a, b in zip(jax.tree.leaves((model, new_state, metrics)), jax.tree.leaves((leaf_model, leaf_state, leaf_metrics)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert jax.tree.structure(leaf_model) == jax.tree.structure(model)
+    with pytest.raises(ValueError, match="Expected trees of the structure"):
+        layout.of((net, None))
 
 def test_resumed_run_ends_exactly_like_an_uninterrupted_one():
     optimiser = train.optimiser("adam", 1e-2, schedule="cosine", num_steps=20)
