@@ -9,13 +9,14 @@ with f_θ a tanh MLP, "small" (2 → 64 → 64 → 2) or "wide" (64 → 128 → 
 share the field's weights, the inputs, the loss and the optimiser:
 
 - SolverNet: `net.solve_batch(xs)`, what `deepest.train` calls (default adjoint
-  "recursive_checkpoint"), under `eqx.filter_value_and_grad` and `eqx.filter_jit`: for fixed
+  "recursive_checkpoint"), under `eqx.filter_value_and_grad`, the step compiled and called
+  over the array leaves of model and optimiser state, as `deepest.train.fit` does: for fixed
   steps and per-sample adaptive steps this is `jax.vmap(net.solve)`; adaptive Tsit5 runs both
   per sample and with steps shared by the batch (`batch_stepping="shared"`);
 - scan: a hand-written `jax.lax.scan` over the batched state whose step (Euler, or classical
   RK4) is wrapped in `jax.checkpoint`, so that the backward pass keeps one state per step and
   recomputes the stages, as diffrax's recursive checkpointing does at one checkpoint per step;
-  the same step wrapper. It has no adaptive counterpart;
+  the same step wrapper and dispatch. It has no adaptive counterpart;
 - torchdiffeq (if installed): `odeint` on the batched state, backpropagated through the solver
   (`benchmarks._torch_baseline`).
 
@@ -35,6 +36,7 @@ import jax.numpy as jnp
 import optax
 
 import deepest as dp
+from deepest._array_leaves import ArrayLeaves
 
 from ._report import Section, Target, milliseconds, verdict
 from ._timing import interleaved_medians
@@ -94,21 +96,30 @@ def scan_final_states(field, xs, solver: str, num_steps: int):
 
 
 def _jax_contender(loss, model, xs):
-    """A callable running one jitted Adam step of `loss(model, xs)`, carrying model and state."""
+    """A callable running one jitted Adam step of `loss(model, xs)`, carrying model and state.
+
+    The step is compiled and called as `deepest.train.fit` calls its own: over the array
+    leaves of (model, state) (`deepest._array_leaves`), the same for every JAX contender, so
+    that the comparison is of the compiled steps (through `eqx.filter_jit`, a SolverNet's
+    larger tree cost ~0.04 ms a call more to split and rebuild than a bare field's, measured
+    2026-12-05)."""
     optimiser = optax.adam(LEARNING_RATE)
 
-    @eqx.filter_jit
-    def step(model, state, xs):
+    def step(trees, xs):
+        model, state = trees
         value, grads = eqx.filter_value_and_grad(loss)(model, xs)
         updates, state = optimiser.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
-        return eqx.apply_updates(model, updates), state, value
+        return (eqx.apply_updates(model, updates), state), value
 
-    carried = {"model": model, "state": optimiser.init(eqx.filter(model, eqx.is_inexact_array))}
+    layout = ArrayLeaves((model, optimiser.init(eqx.filter(model, eqx.is_inexact_array))))
+    compiled = layout.jit(step)
+    carried = {"leaves": layout.leaves}
 
     def call():
-        carried["model"], carried["state"], carried["loss"] = step(carried["model"], carried["state"], xs)
+        carried["leaves"], carried["loss"] = compiled(carried["leaves"], xs)
         jax.block_until_ready(carried["loss"])
 
+    carried["model"] = lambda: layout.rebuild(carried["leaves"])[0]
     return call, carried
 
 
@@ -153,7 +164,7 @@ def _measure(field_name: str, solver: str, num_steps: int | None, batch_stepping
     # Steps are counted after timing, on the trained weights. Per sample, each sample of an
     # adaptive solve has its own step size, and the vmapped loop runs until the slowest is done:
     # the batch costs the largest count. Shared (and torchdiffeq's) batch has one step size.
-    solved = eqx.filter_jit(lambda net, xs: net.solve_batch(xs).stats["num_steps"])(carried["SolverNet"]["model"], xs)
+    solved = eqx.filter_jit(lambda net, xs: net.solve_batch(xs).stats["num_steps"])(carried["SolverNet"]["model"](), xs)
     steps["SolverNet"] = int(jnp.max(solved))
     # The dtype each contender's loss came out in: the comparison is float32 throughout.
     dtypes = {str(state["loss"].dtype) for state in carried.values()}
@@ -262,8 +273,9 @@ def _method(batch: int, rounds: int, block_seconds: float, torch: bool, dtypes: 
         f"{block_seconds:g} s after one untimed call; the models train on from step to step. "
         "Fields: small 2 → 64 → 64 → 2, wide 64 → 128 → 64, tanh. SolverNet is `net.solve_batch(xs)` as "
         "`deepest.train` calls it (default adjoint recursive_checkpoint; `jax.vmap(net.solve)` unless the steps are shared), "
-        "under `eqx.filter_jit`; scan is a hand-written `lax.scan` over "
-        "a `jax.checkpoint`ed Euler or classical RK4 step, same step wrapper, fixed steps only; "
+        "each JAX step compiled and called as `deepest.train.fit` calls its own, over the array leaves of model and Adam state; "
+        "scan is a hand-written `lax.scan` over "
+        "a `jax.checkpoint`ed Euler or classical RK4 step, fixed steps only; "
         "torchdiffeq runs `odeint` eagerly, backpropagating through the solver, on the same weights "
         "and grid (its `rk4` is the 3/8 rule, four evaluations per step like classical RK4). "
         "Adaptive rows compare diffrax's Tsit5 with torchdiffeq's dopri5 (both 5(4) pairs, 7 stages, "
