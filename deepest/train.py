@@ -365,10 +365,14 @@ def _fit(
         if not bar.disable:  # a hidden bar's loss would be formatted for nothing, every step
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean([metrics[i]['loss'] for i in range(count) if alive[i]]):.4f}", refresh=False)
-        if step % log_every == 0 or step == num_steps:
-            record(step, metrics, [replica for replica in range(count) if alive[replica]], layout.rebuild(current)[0])
-        if checkpoint_every and on_checkpoint is not None and step % checkpoint_every == 0:
-            on_checkpoint(step, *layout.rebuild(current))
+        logging = step % log_every == 0 or step == num_steps
+        checkpointing = checkpoint_every and on_checkpoint is not None and step % checkpoint_every == 0
+        if logging or checkpointing:  # the trees, rebuilt once for both
+            model, state = layout.rebuild(current)
+            if logging:
+                record(step, metrics, [replica for replica in range(count) if alive[replica]], model)
+            if checkpointing:
+                on_checkpoint(step, model, state)
     bar.close()
     model, state = layout.rebuild(current)
     # Off the mesh: what the caller does next (evaluate, analyse) is not data-parallel.
