@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import optax
 
 import deepest as dp
-from deepest._array_leaves import ArrayLeaves
+from deepest import _array_leaves
 
 from ._report import Section, Target, milliseconds, verdict
 from ._timing import interleaved_medians
@@ -111,9 +111,9 @@ def _jax_contender(loss, model, xs):
         updates, state = optimiser.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
         return (eqx.apply_updates(model, updates), state), value
 
-    layout = ArrayLeaves((model, optimiser.init(eqx.filter(model, eqx.is_inexact_array))))
+    layout, leaves = _array_leaves.split((model, optimiser.init(eqx.filter(model, eqx.is_inexact_array))))
     compiled = layout.jit(step)
-    carried = {"leaves": layout.leaves}
+    carried = {"leaves": leaves}
 
     def call():
         carried["leaves"], carried["loss"] = compiled(carried["leaves"], xs)

@@ -5,22 +5,36 @@ rebuilding each equinox module in Python. For a SolverNet and its Adam state tha
 ~0.3 ms a call (measured 2026-12-05 on the 2-core machine: a training step of the issue-7
 model, Euler 10, batch 256, 2.01 ms through `eqx.filter_jit`, 1.71 ms as a `jax.jit` of the
 leaves), a sixth of a small model's step. A training loop calls its step thousands of times
-on trees of one structure, so `ArrayLeaves` splits them once: the array leaves travel as a
-flat list, which `jax.jit` dispatches in C++, the rest is closed over, and the trees are
-rebuilt only where the loop needs them.
+on trees of one structure, so `split` splits them once: the array leaves travel as a flat
+list, which `jax.jit` dispatches in C++, the rest stays in their `TreeLayout`, and the trees
+are rebuilt only where the loop needs them.
 """
 
 import equinox as eqx
 import jax
 
 
-class ArrayLeaves:
-    """The array leaves of `trees` (`leaves`), and what rebuilds trees of that structure
-    from such leaves (`rebuild`); `of` flattens trees of the same structure."""
+class TreeLayout:
+    """Where the array leaves of trees of one structure go, and everything else they hold:
+    `rebuild` makes trees from such leaves, `of` flattens trees of this layout, `jit` compiles
+    a function of such trees over their leaves.
+
+    Hashable, as `eqx.filter_jit` hashes its arguments' non-array parts: trees that differ only
+    in their arrays' values (nets differing only in their seeds, and their optimiser states)
+    have equal layouts, so a function compiled for one layout, kept under it, serves them all.
+    """
 
     def __init__(self, trees):
         arrays, self._static = eqx.partition(trees, eqx.is_array)
-        self.leaves, self._structure = jax.tree.flatten(arrays)
+        self._structure = jax.tree.structure(arrays)
+        static_leaves, static_structure = jax.tree.flatten(self._static)
+        self._key = (self._structure, static_structure, tuple(static_leaves))
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, TreeLayout) and self._key == other._key
 
     def rebuild(self, leaves):
         return eqx.combine(jax.tree.unflatten(self._structure, leaves), self._static)
@@ -32,7 +46,7 @@ class ArrayLeaves:
         return leaves
 
     def jit(self, function):
-        """`function(trees, *arguments) → (trees, outputs)`, the trees of this structure in and
+        """`function(trees, *arguments) → (trees, outputs)`, the trees of this layout in and
         out, compiled as (leaves, *arguments) → (leaves, outputs)."""
 
         def on_leaves(leaves, *arguments):
@@ -40,3 +54,9 @@ class ArrayLeaves:
             return self.of(trees), outputs
 
         return jax.jit(on_leaves)
+
+
+def split(trees) -> tuple[TreeLayout, list]:
+    """The layout of `trees` and their array leaves."""
+    layout = TreeLayout(trees)
+    return layout, layout.of(trees)

@@ -14,6 +14,7 @@ importing jax); on 2 cores two devices were at best level with one (`deepest._de
 """
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 
@@ -26,7 +27,7 @@ import optax
 from tqdm import tqdm
 
 from . import _devices, _stacking, regularisers
-from ._array_leaves import ArrayLeaves
+from . import _array_leaves
 from .data import Dataset
 from .network import SolverNet
 from .solvers import function_evaluations
@@ -35,8 +36,10 @@ OPTIMISERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmspr
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
 
 
+@functools.lru_cache(maxsize=64)
 def optimiser(name: str, learning_rate: float, *, schedule: str = "constant", num_steps: int = 1, warmup_steps: int = 0):
-    """An optax optimiser by name with a learning-rate schedule by name.
+    """An optax optimiser by name with a learning-rate schedule by name; the same object for
+    the same arguments, so that fits with it share their compiled step (`fit`).
 
     Args:
         name: one of `OPTIMISERS` (adam, adamw, sgd, rmsprop).
@@ -168,9 +171,11 @@ def _step_function(optimiser: optax.GradientTransformation, task: str, *, replic
     return eqx.filter_vmap(step, in_axes=in_axes) if replicated else step
 
 
+@functools.lru_cache(maxsize=None)
 def make_evaluate(task: str, *, replicated: bool = False):
     """Compiled (model, xs, targets) → (loss, diagnostics) on a whole split (per replica if
-    `replicated`)."""
+    `replicated`); one function per (task, replicated), so models of one structure (differing
+    in their weights only) share its programs."""
 
     def evaluate(model, xs, targets):
         return _forward(model, xs, targets, task)
@@ -195,15 +200,36 @@ def batch_indices(key, step: int, num_samples: int, batch_size: int):
     return jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
 
 
-def _minibatches(key, num_samples: int, batch_size: int, sharding):
-    """Compiled (step, x_train, y_train) → the minibatch of `step` (`batch_indices`), laid
-    out by `sharding`: one dispatch per step instead of a dozen eager operations."""
+@functools.lru_cache(maxsize=16)
+def _minibatches(num_samples: int, batch_size: int, sharding):
+    """Compiled (key, step, x_train, y_train) → the minibatch of `step` (`batch_indices`), laid
+    out by `sharding`: one dispatch per step instead of a dozen eager operations; one program
+    per process for all fits of these sizes (kept, like `_leaf_step`)."""
 
-    def minibatch(step, xs, targets):
+    def minibatch(key, step, xs, targets):
         indices = batch_indices(key, step, num_samples, batch_size)
         return xs[indices], targets[indices]
 
     return jax.jit(minibatch, out_shardings=sharding)
+
+
+@functools.lru_cache(maxsize=16)
+def _leaf_step(layout: _array_leaves.TreeLayout, optimiser, task: str, replicated: bool, regularisation: tuple):
+    """`fit`'s compiled step over the array leaves of (model, state) of `layout`.
+
+    Kept for the next fit with an equal layout and the same settings: nets that differ only
+    in their seeds, each run of a sweep's setting or a notebook's repeated fits, trace and
+    compile it once per process (measured 2026-12-05, the issue-7 model: ~1.5 s a fit on one
+    core, or, with `deepest run`'s compilation cache, its tracing and loading). The same
+    optimiser object is the same optimiser: `optimiser` returns one per set of arguments.
+    """
+    step_function = _step_function(optimiser, task, replicated=replicated, regularisation=regularisation)
+    return layout.jit(lambda trees, *arguments: _trees_first(step_function(*trees, *arguments)))
+
+
+def _hashable(regularisation) -> tuple:
+    """(name, weight, options) terms with each options dict as sorted (key, value) pairs."""
+    return tuple((name, weight, tuple(sorted(dict(options).items()))) for name, weight, options in regularisation)
 
 
 def _trees_first(outputs):
@@ -230,7 +256,9 @@ def fit(model: SolverNet, dataset: Dataset, optimiser: optax.GradientTransformat
     Args:
         model: the SolverNet (trained with throw=False: failures become data).
         dataset: from `deepest.data.make`; its task picks the loss.
-        optimiser: an optax transformation (`optimiser(...)` builds one by name).
+        optimiser: an optax transformation (`optimiser(...)` builds one by name). Fits with
+            the same optimiser object, task and regularisation, of models differing only
+            in their weights, share one compiled step in a process.
         num_steps: total steps, including any done before `start_step`.
         batch_size: samples per step (capped at the training-set size).
         key: PRNG key of the minibatch order.
@@ -307,13 +335,11 @@ def _fit(
     model, state = _devices.place(model, replicate), _devices.place(state, replicate)
     # The loop carries the array leaves of (model, state) and rebuilds the trees only to log,
     # checkpoint, refuse a diverged replica's update or return.
-    layout = ArrayLeaves((model, state))
-    step_function = _step_function(optimiser, task, replicated=replicated, regularisation=regularisation)
-    step_fn = layout.jit(lambda trees, *arguments: _trees_first(step_function(*trees, *arguments)))
-    current = layout.leaves
+    layout, current = _array_leaves.split((model, state))
+    step_fn = _leaf_step(layout, optimiser, task, replicated, _hashable(regularisation))
     # A copy of the training set per device, so each draws its share of a minibatch locally.
     x_train, y_train = _devices.place((jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)), replicate)
-    minibatch = _minibatches(key, len(x_train), batch_size, split)
+    minibatch = _minibatches(len(x_train), batch_size, split)
     x_test, y_test = (_devices.split_if_divisible(jnp.asarray(array), split, replicate) for array in (dataset.x_test, dataset.y_test))
     # Independent of the minibatch order, which folds the epoch into `key` itself.
     probe_key = jax.device_put(jax.random.split(key)[1], replicate)
@@ -342,7 +368,7 @@ def _fit(
                 on_record(entry)
 
     while step < num_steps and "completed" in statuses:
-        xs, targets = minibatch(np.int32(step), x_train, y_train)
+        xs, targets = minibatch(key, np.int32(step), x_train, y_train)
         new_leaves, device_metrics = step_fn(current, xs, targets, probe_key, np.int32(step))
         metrics = per_replica(device_metrics)
         refused = []

@@ -96,16 +96,21 @@ def test_regime_follows_the_layer_map(matrix, regime):
         assert float(grads.slope) == pytest.approx(-np.log(1 + 0.1 * matrix[0][0]), rel=1e-12)
 
 
-def test_io_singular_values_are_those_of_the_step_matrix_power():
+def test_io_singular_values_are_those_of_the_step_matrix_power(traced):
+    # Nets differing in their weights only (a sweep's seeds) share one compiled Jacobian
+    # program (a batch of 5: a shape no other test uses).
     num_steps, h = 6, 0.1
-    net = dp.SolverNet(dp.fields.Linear(A), solver="rk4", t1=num_steps * h, num_steps=num_steps)
-    io = io_jacobian_singular_values(net, XS)
-    stepper = dp.stability.stability_polynomial("rk4")
-    step = sum(c * np.linalg.matrix_power(h * np.asarray(A), k) for k, c in enumerate(stepper))
-    expected = np.linalg.svd(np.linalg.matrix_power(step, num_steps), compute_uv=False)
-    np.testing.assert_allclose(io.singular_values, np.broadcast_to(expected, (3, 3)), rtol=1e-12)
-    np.testing.assert_allclose(io.largest, expected[0], rtol=1e-12)
-    np.testing.assert_allclose(io.log_spread, np.log(expected[0] / expected[-1]), rtol=1e-12)
+    xs = jax.random.normal(KEY, (5, 3))
+    for matrix in (A, 0.5 * A):
+        net = dp.SolverNet(dp.fields.Linear(matrix), solver="rk4", t1=num_steps * h, num_steps=num_steps)
+        io = io_jacobian_singular_values(net, xs)
+        stepper = dp.stability.stability_polynomial("rk4")
+        step = sum(c * np.linalg.matrix_power(h * np.asarray(matrix), k) for k, c in enumerate(stepper))
+        expected = np.linalg.svd(np.linalg.matrix_power(step, num_steps), compute_uv=False)
+        np.testing.assert_allclose(io.singular_values, np.broadcast_to(expected, (5, 3)), rtol=1e-12)
+        np.testing.assert_allclose(io.largest, expected[0], rtol=1e-12)
+        np.testing.assert_allclose(io.log_spread, np.log(expected[0] / expected[-1]), rtol=1e-12)
+    assert [name for name in traced if "_state_jacobians" in name] == ["_state_jacobians"], traced
 
 
 def test_two_step_solvers_are_refused_with_the_reason():

@@ -42,28 +42,19 @@ def test_linear_field_spectrum_is_eig_of_a_at_every_layer():
 
 
 
-def test_nets_differing_in_weights_and_step_size_share_one_compiled_jacobian_program():
+def test_nets_differing_in_weights_and_step_size_share_one_compiled_jacobian_program(traced):
     # The layer times enter the compiled program as data, not as the net's static t0 and t1:
     # a sweep's seeds and step sizes trace it once (7 layers: a shape no other test uses),
     # and each net still gets its own spectrum.
-    traces = []
+    for matrix, h in ((A, H), (2 * A, H / 2)):
+        net = dp.SolverNet(dp.fields.Linear(matrix), solver="euler", t1=7 * h, num_steps=7)
+        spec = jacobian_spectrum(net, XS)
+        # LAPACK on the same matrix both sides: round-off only.
+        np.testing.assert_allclose(_sorted(spec.eigenvalues[1, 3]), _sorted(np.linalg.eigvals(matrix)), atol=1e-10)
+        np.testing.assert_allclose(spec.log_norm, np.linalg.eigvalsh((matrix + matrix.T) / 2)[-1], atol=1e-10)
+        assert spec.step_size == pytest.approx(h)
+    assert [name for name in traced if "_jacobians_and_symmetric_parts" in name] == ["_jacobians_and_symmetric_parts"], traced
 
-    def listener(event, duration, **fields):
-        if event == "/jax/core/compile/jaxpr_trace_duration" and "_jacobians_and_symmetric_parts" in fields.get("fun_name", ""):
-            traces.append(fields["fun_name"])
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        for matrix, h in ((A, H), (2 * A, H / 2)):
-            net = dp.SolverNet(dp.fields.Linear(matrix), solver="euler", t1=7 * h, num_steps=7)
-            spec = jacobian_spectrum(net, XS)
-            # LAPACK on the same matrix both sides: round-off only.
-            np.testing.assert_allclose(_sorted(spec.eigenvalues[1, 3]), _sorted(np.linalg.eigvals(matrix)), atol=1e-10)
-            np.testing.assert_allclose(spec.log_norm, np.linalg.eigvalsh((matrix + matrix.T) / 2)[-1], atol=1e-10)
-            assert spec.step_size == pytest.approx(h)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-    assert len(traces) == 1, traces
 
 def test_growth_and_fraction_outside_for_euler_are_the_closed_form():
     spec = jacobian_spectrum(_linear_net(), XS)

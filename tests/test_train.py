@@ -7,17 +7,16 @@ import numpy as np
 import pytest
 
 import deepest as dp
-from deepest import train
-from deepest._array_leaves import ArrayLeaves
+from deepest import _array_leaves, train
 
 KEY = jax.random.PRNGKey(0)
 MOONS = dp.data.make("moons", num_samples=128, seed=0)
 
 
-def _net(solver="euler"):
-    field = dp.fields.MLP(state_dim=4, width=8, depth=1, key=KEY)
+def _net(solver="euler", key=KEY):
+    field = dp.fields.MLP(state_dim=4, width=8, depth=1, key=key)
     return dp.SolverNet(
-        field, solver=solver, num_steps=4, encoder=dp.encoders.ZeroAugmentation(2), readout=eqx.nn.Linear(4, 2, key=KEY)
+        field, solver=solver, num_steps=4, encoder=dp.encoders.ZeroAugmentation(2), readout=eqx.nn.Linear(4, 2, key=key)
     )
 
 
@@ -34,9 +33,15 @@ def test_training_learns_and_compiles_each_function_once(monkeypatch):
         return forward(*args)
 
     monkeypatch.setattr(train, "_forward", counting)
+    # Functions kept from other tests' fits would not trace at all.
+    train._leaf_step.cache_clear()
+    train.make_evaluate.cache_clear()
     result = train.fit(_net(), MOONS, train.optimiser("adam", 3e-2), num_steps=60, batch_size=32, key=KEY, log_every=20)
     # One trace of the training step, one of the test-set evaluation, for 60 steps and 3 records.
     assert len(traces) == 2
+    # A net differing only in its weights (another seed, as in a sweep) reuses both.
+    other = train.fit(_net(key=jax.random.PRNGKey(1)), MOONS, train.optimiser("adam", 3e-2), num_steps=20, batch_size=32, key=KEY, log_every=20)
+    assert len(traces) == 2 and other.status == "completed"
     assert result.status == "completed" and result.steps == 60
     assert [entry["step"] for entry in result.history] == [20, 40, 60]
     # Two balanced classes start at cross-entropy ≈ ln 2 = 0.69; 60 Adam steps on moons bring
@@ -54,9 +59,9 @@ def test_the_step_over_array_leaves_is_make_steps_step():
     state = train.init_state(optimiser, net)
     xs, targets = jnp.asarray(MOONS.x_train[:16]), jnp.asarray(MOONS.y_train[:16])
     model, new_state, metrics = train.make_step(optimiser, "classification")(net, state, xs, targets, KEY, np.int32(0))
-    layout = ArrayLeaves((net, state))
+    layout, leaves = _array_leaves.split((net, state))
     step = layout.jit(lambda trees, *rest: train._trees_first(train._step_function(optimiser, "classification", replicated=False, regularisation=())(*trees, *rest)))
-    leaves, leaf_metrics = step(layout.leaves, xs, targets, KEY, np.int32(0))
+    leaves, leaf_metrics = step(leaves, xs, targets, KEY, np.int32(0))
     leaf_model, leaf_state = layout.rebuild(leaves)
     for a, b in zip(jax.tree.leaves((model, new_state, metrics)), jax.tree.leaves((leaf_model, leaf_state, leaf_metrics)), strict=True):
         np.testing.assert_array_equal(a, b)

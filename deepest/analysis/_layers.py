@@ -8,6 +8,7 @@ net integrates with, so its Jacobian ∂y_{k+1}/∂y_k is that of the network's 
 import dataclasses
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -40,8 +41,13 @@ def check_batch(xs, what: str):
 def trajectories(net: SolverNet, xs):
     """Layer times t_0 … t_L, shape (L + 1,), and states y_0 … y_L of a batch, (batch, L + 1, d)."""
     times = layer_times(net)
-    _, states = jax.vmap(net.trajectory)(check_batch(xs, "This analysis"))
-    return times, states
+    return times, _states(net, check_batch(xs, "This analysis"))
+
+
+@eqx.filter_jit
+def _states(net: SolverNet, xs):
+    """`trajectories`' states as one program: nets differing only in their weights share it."""
+    return jax.vmap(net.trajectory)(xs)[1]
 
 
 def layer_chain(net: SolverNet, y0):

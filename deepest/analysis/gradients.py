@@ -203,8 +203,7 @@ def io_jacobian_singular_values(
     if method == "dense":
         # The discrete network's exact derivative, whatever adjoint the net trains with
         # (backsolve would give the continuous adjoint's approximation).
-        flow = dataclasses.replace(net, encoder=None, adjoint="recursive_checkpoint").final_state
-        jacobians = jax.vmap(jax.jacrev(flow))(initial_states)
+        jacobians = _state_jacobians(dataclasses.replace(net, encoder=None, adjoint="recursive_checkpoint"), initial_states)
         return InputOutputSpectrum(singular_values=singular_values(jacobians), time=time, method=method)
     # Forward-mode products cannot go through diffrax's checkpointed adjoint; the chain of
     # layer maps is the same computation, differentiable both ways.
@@ -219,3 +218,10 @@ def io_jacobian_singular_values(
         return top.values_or_nan
 
     return InputOutputSpectrum(singular_values=jax.vmap(largest)(initial_states), time=time, method=method)
+
+
+@eqx.filter_jit
+def _state_jacobians(net: SolverNet, initial_states):
+    """∂y_L/∂y_0 of `net`'s solve at each initial state, by reverse mode, as one program:
+    nets differing only in their weights (a sweep's seeds) share it."""
+    return jax.vmap(jax.jacrev(net.final_state))(initial_states)
