@@ -29,9 +29,18 @@ class TreeLayout:
         self._structure = jax.tree.structure(arrays)
         static_leaves, static_structure = jax.tree.flatten(self._static)
         self._key = (self._structure, static_structure, tuple(static_leaves))
+        try:
+            self._hash = hash(self._key)
+        except TypeError:
+            unhashable = [leaf for leaf in static_leaves if not _is_hashable(leaf)]
+            what = f"{unhashable[0]!r} of type {type(unhashable[0]).__name__}" if unhashable else "a static field of one of its modules"
+            raise TypeError(
+                f"Every part of the trees that is not an array must be hashable (as `eqx.filter_jit` requires "
+                f"of its arguments), but {what} is not. Make it hashable, or hold it as an array."
+            ) from None
 
     def __hash__(self) -> int:
-        return hash(self._key)
+        return self._hash
 
     def __eq__(self, other) -> bool:
         return isinstance(other, TreeLayout) and self._key == other._key
@@ -60,3 +69,11 @@ def split(trees) -> tuple[TreeLayout, list]:
     """The layout of `trees` and their array leaves."""
     layout = TreeLayout(trees)
     return layout, layout.of(trees)
+
+
+def _is_hashable(value) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True

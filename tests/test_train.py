@@ -69,6 +69,13 @@ def test_the_step_over_array_leaves_is_make_steps_step():
     with pytest.raises(ValueError, match="Expected trees of the structure"):
         layout.of((net, None))
 
+    class Opaque:
+        __hash__ = None
+
+    # Layouts are kept as keys of compiled steps: a non-array part that cannot be hashed is named.
+    with pytest.raises(TypeError, match="of type Opaque is not"):
+        _array_leaves.split((net, Opaque()))
+
 def test_resumed_run_ends_exactly_like_an_uninterrupted_one():
     optimiser = train.optimiser("adam", 1e-2, schedule="cosine", num_steps=20)
     straight = train.fit(_net(), MOONS, optimiser, num_steps=20, batch_size=16, key=KEY, log_every=10)
