@@ -61,8 +61,9 @@ class SolverNet(eqx.Module):
             `jax.vmap(net.solve)`) or "shared" (the batch is one system y' = [f(t, y_b)]_b
             with one step size, its error the RMS over the whole batch, as torchdiffeq steps a
             batch: a sample's output then depends on the rest of its batch, and the batch costs
-            one solve's steps instead of its slowest sample's under vmap). Fixed-step nets
-            take the same steps either way.
+            one solve's steps instead of its slowest sample's under vmap, whose backward pass
+            also carries a cotangent of the field's parameters per sample, each sample's loop
+            running its own count of steps). Fixed-step nets take the same steps either way.
 
     Calls act on one sample; batch with `jax.vmap(net)(xs)` or `net.solve_batch(xs)`.
 
