@@ -219,8 +219,8 @@ def _leaf_step(layout: _array_leaves.TreeLayout, optimiser, task: str, replicate
 
     Kept for the next fit with an equal layout and the same settings: nets that differ only
     in their seeds, each run of a sweep's setting or a notebook's repeated fits, trace and
-    compile it once per process (measured 2026-12-05, the issue-7 model: ~1.5 s a fit on one
-    core, or, with `deepest run`'s compilation cache, its tracing and loading). The same
+    compile it once per process (measured 2026-12-05, the issue-7 model on one core: 1.1–1.8 s
+    a fit, or, with `deepest run`'s compilation cache, its tracing and loading). The same
     optimiser object is the same optimiser: `optimiser` returns one per set of arguments.
     """
     step_function = _step_function(optimiser, task, replicated=replicated, regularisation=regularisation)
@@ -339,7 +339,7 @@ def _fit(
     step_fn = _leaf_step(layout, optimiser, task, replicated, _hashable(regularisation))
     # A copy of the training set per device, so each draws its share of a minibatch locally.
     x_train, y_train = _devices.place((jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)), replicate)
-    minibatch = _minibatches(len(x_train), batch_size, split)
+    minibatch, minibatch_key = _minibatches(len(x_train), batch_size, split), jax.device_put(key, replicate)
     x_test, y_test = (_devices.split_if_divisible(jnp.asarray(array), split, replicate) for array in (dataset.x_test, dataset.y_test))
     # Independent of the minibatch order, which folds the epoch into `key` itself.
     probe_key = jax.device_put(jax.random.split(key)[1], replicate)
@@ -368,7 +368,7 @@ def _fit(
                 on_record(entry)
 
     while step < num_steps and "completed" in statuses:
-        xs, targets = minibatch(key, np.int32(step), x_train, y_train)
+        xs, targets = minibatch(minibatch_key, np.int32(step), x_train, y_train)
         new_leaves, device_metrics = step_fn(current, xs, targets, probe_key, np.int32(step))
         metrics = per_replica(device_metrics)
         refused = []
