@@ -196,21 +196,46 @@ def batch_indices(key, step: int, num_samples: int, batch_size: int):
     """
     per_epoch = max(1, num_samples // batch_size)
     epoch, position = jnp.divmod(step, per_epoch)
-    order = jax.random.permutation(jax.random.fold_in(key, epoch), num_samples)
+    return _slice(_epoch_order(key, epoch, num_samples), position, batch_size)
+
+
+def _epoch_order(key, epoch, num_samples: int):
+    return jax.random.permutation(jax.random.fold_in(key, epoch), num_samples)
+
+
+def _slice(order, position, batch_size: int):
     return jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
 
 
-@functools.lru_cache(maxsize=16)
-def _minibatches(num_samples: int, batch_size: int, sharding):
-    """Compiled (key, step, x_train, y_train) → the minibatch of `step` (`batch_indices`), laid
-    out by `sharding`: one dispatch per step instead of a dozen eager operations; one program
-    per process for all fits of these sizes (kept, like `_leaf_step`)."""
+class _Minibatches:
+    """(step, x_train, y_train) → the minibatch of `step` (`batch_indices`), laid out by
+    `sharding`. The epoch's permutation is drawn once per epoch: drawn at every step, its sort
+    of the training set cost more than a small model's step (0.53 ms against 0.27, measured
+    2026-12-05: 1638 samples, batch 128, width-32 MLP)."""
 
-    def minibatch(key, step, xs, targets):
-        indices = batch_indices(key, step, num_samples, batch_size)
+    def __init__(self, key, num_samples: int, batch_size: int, sharding):
+        self._key, self._per_epoch = key, max(1, num_samples // batch_size)
+        self._order_of, self._take = _minibatch_programs(num_samples, batch_size, sharding)
+        self._epoch, self._order = None, None
+
+    def __call__(self, step: int, xs, targets):
+        epoch, position = divmod(step, self._per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._order = epoch, self._order_of(self._key, np.int32(epoch))
+        return self._take(self._order, np.int32(position), xs, targets)
+
+
+@functools.lru_cache(maxsize=16)
+def _minibatch_programs(num_samples: int, batch_size: int, sharding):
+    """`_Minibatches`' compiled (key, epoch) → permutation and (permutation, position, xs,
+    targets) → minibatch, one pair per process for all fits of these sizes (kept, like
+    `_leaf_step`)."""
+
+    def take(order, position, xs, targets):
+        indices = _slice(order, position, batch_size)
         return xs[indices], targets[indices]
 
-    return jax.jit(minibatch, out_shardings=sharding)
+    return jax.jit(functools.partial(_epoch_order, num_samples=num_samples)), jax.jit(take, out_shardings=sharding)
 
 
 @functools.lru_cache(maxsize=16)
@@ -339,7 +364,7 @@ def _fit(
     step_fn = _leaf_step(layout, optimiser, task, replicated, _hashable(regularisation))
     # A copy of the training set per device, so each draws its share of a minibatch locally.
     x_train, y_train = _devices.place((jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)), replicate)
-    minibatch, minibatch_key = _minibatches(len(x_train), batch_size, split), jax.device_put(key, replicate)
+    minibatch = _Minibatches(jax.device_put(key, replicate), len(x_train), batch_size, split)
     x_test, y_test = (_devices.split_if_divisible(jnp.asarray(array), split, replicate) for array in (dataset.x_test, dataset.y_test))
     # Independent of the minibatch order, which folds the epoch into `key` itself.
     probe_key = jax.device_put(jax.random.split(key)[1], replicate)
@@ -368,7 +393,7 @@ def _fit(
                 on_record(entry)
 
     while step < num_steps and "completed" in statuses:
-        xs, targets = minibatch(minibatch_key, np.int32(step), x_train, y_train)
+        xs, targets = minibatch(step, x_train, y_train)
         new_leaves, device_metrics = step_fn(current, xs, targets, probe_key, np.int32(step))
         metrics = per_replica(device_metrics)
         refused = []

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import deepest as dp
-from deepest import _array_leaves, train
+from deepest import _array_leaves, _devices, train
 
 KEY = jax.random.PRNGKey(0)
 MOONS = dp.data.make("moons", num_samples=128, seed=0)
@@ -128,9 +128,19 @@ def test_nan_loss_non_finite_update_and_solver_failure_each_diverge_with_their_r
     assert result.diverged_at == 0 and result.reason.startswith("solver failed on 8 samples")
 
 
-def test_minibatches_cover_an_epoch_once():
+def test_minibatches_cover_an_epoch_once_and_fit_draws_exactly_them():
     indices = np.concatenate([np.asarray(train.batch_indices(KEY, step, 20, 5)) for step in range(4)])
     np.testing.assert_array_equal(np.sort(indices), np.arange(20))
+    # fit draws each epoch's permutation once: from the first step or a resumed one, across
+    # epochs (22 samples, batch 5: 4 batches an epoch), the batches batch_indices names.
+    split, _ = _devices.batch_shardings(5, jax.local_devices()[:1])
+    xs, labels = jnp.arange(22.0)[:, None], jnp.arange(22)
+    for start in (0, 6):
+        draw = train._Minibatches(KEY, 22, 5, split)
+        for step in range(start, 13):
+            batch, targets = draw(step, xs, labels)
+            np.testing.assert_array_equal(targets, train.batch_indices(KEY, step, 22, 5))
+            np.testing.assert_array_equal(batch[:, 0], targets)
 
 
 def test_unknown_optimiser_and_schedule_name_the_valid_ones():
