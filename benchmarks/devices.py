@@ -60,8 +60,9 @@ def _measure(settings, training_steps: tuple[int, int], rounds: int) -> list[dic
             return call
 
         contenders = {(name, num_steps): contender(devices, num_steps) for name, devices in (("one", first), ("two", both)) for num_steps in training_steps}
-        for call in contenders.values():  # compiles the step (once per device count)
-            call()
+        for (_, num_steps), call in contenders.items():  # compiles the step, once per device count
+            if num_steps == training_steps[0]:
+                call()
         # Long calls of their own: no warming call before each.
         seconds = interleaved_medians(contenders, rounds=rounds, warmup=False)
         short, long = training_steps

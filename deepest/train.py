@@ -26,8 +26,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from . import _devices, _stacking, regularisers
-from . import _array_leaves
+from . import _array_leaves, _devices, _stacking, regularisers
 from .data import Dataset
 from .network import SolverNet
 from .solvers import function_evaluations
@@ -194,9 +193,12 @@ def batch_indices(key, step: int, num_samples: int, batch_size: int):
 
     A function of (key, step) only, so resumed runs draw the same batches; `step` may be traced.
     """
-    per_epoch = max(1, num_samples // batch_size)
-    epoch, position = jnp.divmod(step, per_epoch)
+    epoch, position = jnp.divmod(step, _batches_per_epoch(num_samples, batch_size))
     return _slice(_epoch_order(key, epoch, num_samples), position, batch_size)
+
+
+def _batches_per_epoch(num_samples: int, batch_size: int) -> int:
+    return max(1, num_samples // batch_size)
 
 
 def _epoch_order(key, epoch, num_samples: int):
@@ -214,7 +216,7 @@ class _Minibatches:
     2026-12-05: 1638 samples, batch 128, width-32 MLP)."""
 
     def __init__(self, key, num_samples: int, batch_size: int, sharding):
-        self._key, self._per_epoch = key, max(1, num_samples // batch_size)
+        self._key, self._per_epoch = key, _batches_per_epoch(num_samples, batch_size)
         self._order_of, self._take = _minibatch_programs(num_samples, batch_size, sharding)
         self._epoch, self._order = None, None
 
