@@ -394,26 +394,44 @@ def _fit(
             if on_record is not None:
                 on_record(entry)
 
-    while step < num_steps and "completed" in statuses:
-        xs, targets = minibatch(step, x_train, y_train)
-        new_leaves, device_metrics = step_fn(current, xs, targets, probe_key, np.int32(step))
+    def launch(step_number: int, leaves):
+        xs, targets = minibatch(step_number, x_train, y_train)
+        return step_fn(leaves, xs, targets, probe_key, np.int32(step_number))
+
+    def kept(alive: list[bool], new_leaves, old_leaves):
+        """The leaves of the replicas still training from `new_leaves`; diverged replicas keep
+        their last good model and state, from `old_leaves`."""
+        if all(alive):
+            return new_leaves
+        return layout.of(_stacking.select(alive, layout.rebuild(new_leaves), layout.rebuild(old_leaves)))
+
+    # One step ahead: step k + 1 is dispatched from step k's update before the host reads
+    # step k's metrics, so the host's work (reading them, the divergence checks, records and
+    # checkpoints) overlaps the device's instead of idling it; a refused update discards the
+    # step dispatched from it. Measured 2026-12-05 against waiting for each step's metrics, a
+    # fit's step went 0.53 → 0.40 ms (width-32 MLP, Euler 4, batch 128) and 1.98 → 1.82 ms
+    # (the issue-7 model: 2 → 64 → 64 → 2, Euler 10, batch 256); the same numbers to the bit.
+    pending = launch(step, current) if step < num_steps and "completed" in statuses else None
+    while pending is not None:
+        new_leaves, device_metrics = pending
+        alive = [status == "completed" for status in statuses]
+        following = kept(alive, new_leaves, current)
+        ahead = launch(step + 1, following) if step + 1 < num_steps else None
         metrics = per_replica(device_metrics)
         refused = []
         for replica in range(count):
-            reason = _divergence(metrics[replica], max_state_norm) if statuses[replica] == "completed" else None
+            reason = _divergence(metrics[replica], max_state_norm) if alive[replica] else None
             if reason is not None:
                 statuses[replica], diverged_at[replica], reasons[replica] = "diverged", step, reason
                 refused.append(replica)
         if refused:  # the refused step's metrics, marked: a record at this step may already exist
             marked = [{**entry, "diverged": 1.0, "reason": why} for entry, why in zip(metrics, reasons)]
             record(step, marked, refused, layout.rebuild(current)[0])
-        alive = [status == "completed" for status in statuses]
-        if not any(alive):
-            break
-        if all(alive):
-            current = new_leaves
-        else:  # diverged replicas keep their last good model and state
-            current = layout.of(_stacking.select(alive, layout.rebuild(new_leaves), layout.rebuild(current)))
+            alive = [status == "completed" for status in statuses]
+            if not any(alive):
+                break
+            following, ahead = kept(alive, new_leaves, current), None
+        current = following
         step += 1
         if not bar.disable:  # a hidden bar's loss would be formatted for nothing, every step
             bar.update(1)
@@ -426,6 +444,9 @@ def _fit(
                 record(step, metrics, [replica for replica in range(count) if alive[replica]], model)
             if checkpointing:
                 on_checkpoint(step, model, state)
+        if ahead is None and step < num_steps:
+            ahead = launch(step, current)
+        pending = ahead
     bar.close()
     model, state = layout.rebuild(current)
     # Off the mesh: what the caller does next (evaluate, analyse) is not data-parallel.

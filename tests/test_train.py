@@ -178,6 +178,10 @@ def test_a_diverging_replica_is_frozen_while_the_others_train_and_resumes_exactl
     straight = train.fit_replicas(train.stack_models([_seeded_net(1), broken]), MOONS, optimiser, replicas=2, num_steps=20, **options)
     assert [result.status for result in straight] == ["completed", "diverged"]
     assert (straight[1].diverged_at, straight[1].reason, straight[1].steps) == (0, "loss is nan", 0)
+    # Frozen exactly as it was: fit dispatches each step before checking the last one, and the
+    # step it dispatched from the refused update is discarded (NaN equals NaN here).
+    for a, b in zip(_parameters(straight[1].model), _parameters(broken), strict=True):
+        np.testing.assert_array_equal(a, b)
     saved = {}
     first = train.fit_replicas(
         train.stack_models([_seeded_net(1), broken]), MOONS, optimiser, replicas=2, num_steps=10, checkpoint_every=10,
