@@ -170,12 +170,17 @@ def _step_function(optimiser: optax.GradientTransformation, task: str, *, replic
     return eqx.filter_vmap(step, in_axes=in_axes) if replicated else step
 
 
-@functools.lru_cache(maxsize=None)
 def make_evaluate(task: str, *, replicated: bool = False):
     """Compiled (model, xs, targets) → (loss, diagnostics) on a whole split (per replica if
     `replicated`); one function per (task, replicated), so models of one structure (differing
-    in their weights only) share its programs."""
+    in their weights only) share its programs, `fit`'s test-set evaluations included."""
+    return _evaluate_function(task, replicated)
 
+
+@functools.lru_cache(maxsize=None)
+def _evaluate_function(task: str, replicated: bool):
+    # Keyed on positional arguments: lru_cache keys `f(task)` and `f(task, replicated=False)`
+    # apart, and the experiment runner's evaluations compiled fit's programs again.
     def evaluate(model, xs, targets):
         return _forward(model, xs, targets, task)
 
@@ -358,7 +363,8 @@ def _fit(
     state = optimiser_state if optimiser_state is not None else init_state(optimiser, model, replicated=replicated)
     evaluate = make_evaluate(task, replicated=replicated)
     batch_size = min(batch_size, len(dataset.x_train))
-    split, replicate = _devices.batch_shardings(batch_size, jax.local_devices() if devices is None else devices)
+    devices = jax.local_devices() if devices is None else list(devices)
+    split, replicate = _devices.batch_shardings(batch_size, devices)
     model, state = _devices.place(model, replicate), _devices.place(state, replicate)
     # The loop carries the array leaves of (model, state) and rebuilds the trees only to log,
     # checkpoint, refuse a diverged replica's update or return.
@@ -450,8 +456,7 @@ def _fit(
     bar.close()
     model, state = layout.rebuild(current)
     # Off the mesh: what the caller does next (evaluate, analyse) is not data-parallel.
-    first_device = split.mesh.devices.flat[0]
-    model, state = _devices.place(dataclasses.replace(model, throw=user_throw), first_device), _devices.place(state, first_device)
+    model, state = _devices.place(dataclasses.replace(model, throw=user_throw), devices[0]), _devices.place(state, devices[0])
     return [
         TrainingResult(
             model=_stacking.index(model, replica) if replicated else model,

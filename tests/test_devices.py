@@ -104,8 +104,9 @@ def test_training_on_two_cpu_devices_equals_one_device(tmp_path):
 
 def test_a_minibatch_is_split_over_the_most_devices_that_divide_it():
     device = jax.local_devices()[0]
-    split, replicated = _devices.batch_shardings(7, [device])
-    assert split.mesh.size == 1 and replicated.is_fully_replicated
+    # On one device, that device's own placement (not a one-device mesh, whose programs no
+    # evaluation after training would share).
+    assert _devices.batch_shardings(7, [device]) == (jax.sharding.SingleDeviceSharding(device),) * 2
     assert [_devices.data_parallel_width(batch, 4) for batch in (256, 6, 9, 7, 2)] == [4, 3, 3, 1, 2]
     with pytest.raises(ValueError, match="`devices` is empty"):
         _devices.batch_shardings(8, [])

@@ -35,7 +35,7 @@ def test_training_learns_and_compiles_each_function_once(monkeypatch):
     monkeypatch.setattr(train, "_forward", counting)
     # Functions kept from other tests' fits would not trace at all.
     train._leaf_step.cache_clear()
-    train.make_evaluate.cache_clear()
+    train._evaluate_function.cache_clear()
     result = train.fit(_net(), MOONS, train.optimiser("adam", 3e-2), num_steps=60, batch_size=32, key=KEY, log_every=20)
     # One trace of the training step, one of the test-set evaluation, for 60 steps and 3 records.
     assert len(traces) == 2
@@ -50,6 +50,15 @@ def test_training_learns_and_compiles_each_function_once(monkeypatch):
     assert {"loss", "accuracy", "gradient_norm", "solver_steps", "solver_failures", "test_accuracy"} <= set(result.history[0])
     assert result.history[0]["solver_steps"] == 4
 
+
+
+def test_evaluating_a_trained_net_runs_the_program_fit_evaluated_it_with(compiled):
+    # On one device fit places nothing on a mesh of its own: an evaluation after training
+    # (the experiment runner's, a notebook's) on plain arrays is the program fit compiled.
+    result = train.fit(_net(solver="heun"), MOONS, train.optimiser("adam", 1e-2), num_steps=2, batch_size=32, key=KEY, log_every=2)
+    count = len(compiled)
+    loss, _ = train.make_evaluate("classification")(result.model.with_solver("heun", throw=False), MOONS.x_test, MOONS.y_test)
+    assert len(compiled) == count and loss == result.history[-1]["test_loss"]
 
 
 def test_the_step_over_array_leaves_is_make_steps_step():
