@@ -5,7 +5,9 @@ subject of this project, so a step whose loss is NaN/Inf, whose final states exc
 `max_state_norm`, or whose solve fails (diffrax's result code) does not raise: training
 stops there, the last good model is kept, and the result says `status="diverged"`, when and
 why. Minibatches depend only on (key, step), so a run resumed from a checkpoint at step s
-continues exactly as the uninterrupted run would have.
+continues exactly as the uninterrupted run would have. The loop keeps one step ahead: it
+dispatches step k + 1 before it checks step k, so the checks, records and checkpoints (the
+`on_record` and `on_checkpoint` callbacks) run while the next step computes.
 
 Each minibatch is split over the local devices (data parallel, `deepest._devices`), and the
 numbers equal those of one device up to float round-off. A CPU is one device unless JAX was
