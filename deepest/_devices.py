@@ -103,10 +103,10 @@ def batch_shardings(batch_size: int, devices) -> tuple[Sharding, Sharding]:
     """(minibatch sharding, replicated sharding) on a 1-D "batch" mesh of the first
     `data_parallel_width` of `devices`, or both the first device's where that is one.
 
-    Not a one-device mesh: jit compiles a program anew for every new placement of its
-    arguments, and a one-device mesh's is found nowhere else, so the evaluations after
-    training, on arrays placed on a device or not at all, compiled their programs again
-    (measured 2026-12-05: 1.1 s of quickstart's 20 s, with the compilation cache too).
+    One device gets its own placement, not a one-device mesh: jit compiles a program for each
+    placement of its arguments, and no array outside `fit` lies on such a mesh, so every
+    evaluation after training compiled fit's evaluation program again (quickstart: four of
+    its eight evaluation programs, about 1 s of its 20 s; measured 2026-12-05).
     """
     devices = list(devices)
     if not devices:
@@ -120,8 +120,8 @@ def batch_shardings(batch_size: int, devices) -> tuple[Sharding, Sharding]:
 
 def split_if_divisible(array, batch_sharding: Sharding, replicated: Sharding):
     """`array` laid along its first axis over the devices if its length divides evenly, else
-    a copy on each (both compute the same numbers); on one device, placed nowhere in
-    particular, like the arrays users evaluate on (`batch_shardings`)."""
+    a copy on each (both compute the same numbers); on one device, left uncommitted, as a
+    plain array of the user's is (`batch_shardings`)."""
     devices = len(batch_sharding.device_set)
     if devices == 1:
         return jnp.asarray(array)
