@@ -51,10 +51,10 @@ def test_training_learns_and_compiles_each_function_once(monkeypatch):
     assert result.history[0]["solver_steps"] == 4
 
 
-
 def test_evaluating_a_trained_net_runs_the_program_fit_evaluated_it_with(compiled):
-    # On one device fit places nothing on a mesh of its own: an evaluation after training
-    # (the experiment runner's, a notebook's) on plain arrays is the program fit compiled.
+    # On one device fit places nothing on a mesh of its own, and make_evaluate gives one
+    # function however it is called: an evaluation after training (the experiment runner's, a
+    # notebook's) on plain arrays runs the program fit compiled.
     result = train.fit(_net(solver="heun"), MOONS, train.optimiser("adam", 1e-2), num_steps=2, batch_size=32, key=KEY, log_every=2)
     count = len(compiled)
     loss, _ = train.make_evaluate("classification")(result.model.with_solver("heun", throw=False), MOONS.x_test, MOONS.y_test)
