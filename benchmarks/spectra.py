@@ -74,7 +74,7 @@ import jax.numpy as jnp
 
 import deepest as dp
 from deepest.analysis._batched_linalg import eigenvalues, symmetric_eigenvalues
-from deepest.analysis._layers import trajectories
+from deepest.layers import trajectories
 
 
 def _busy_seconds():

@@ -6,12 +6,11 @@ are the architecture's depth (fixed-step explicit Euler = ResNet). See README.md
 
 import importlib
 
-from . import analysis as analysis
 from . import data as data
 from . import encoders as encoders
 from . import fields as fields
+from . import layers as layers
 from . import regularisers as regularisers
-from . import robustness as robustness
 from . import solvers as solvers
 from . import stability as stability
 from .network import ADJOINTS as ADJOINTS
@@ -23,9 +22,16 @@ from .solvers import supports_adaptive as supports_adaptive
 __version__ = "0.1.0"
 
 
+# Imported on first use: `deepest.plot` needs matplotlib (the `plot` extra), and training
+# (`deepest.train`) must load without the analysis and robustness packages it does not use.
+_ON_FIRST_USE = ("analysis", "experiment", "plot", "robustness", "train")
+
+
 def __getattr__(name):
-    # `deepest.plot` needs matplotlib (the `plot` extra): imported on first use only, so the
-    # core never depends on it.
-    if name == "plot":
-        return importlib.import_module(".plot", __name__)
+    if name in _ON_FIRST_USE:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_ON_FIRST_USE])

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from ._scan_solve import scan_solve
 from .fields import AbstractSeparableField, AbstractVectorField
-from .solvers import PARTITIONED, SOLVERS, check_solver_name, check_solver_options, solver, supports_adaptive
+from .solvers import PARTITIONED, SOLVERS, check_solver_name, check_solver_options, join_state, ode_terms, solver, split_state, supports_adaptive
 
 ADJOINTS = ("recursive_checkpoint", "backsolve", "direct")
 # How `solve_batch` steps an adaptive net: each sample its own step sizes, or the batch as one system.
@@ -264,27 +264,19 @@ class SolverNet(eqx.Module):
 
     def _terms_and_start(self, x):
         """The diffrax terms and y(t0); a partitioned solver gets two terms and the halves (q, p)."""
-        y0 = self.encode(x)
-        if self.solver in PARTITIONED:
-            terms = (diffrax.ODETerm(self.field.position_rate), diffrax.ODETerm(self.field.momentum_rate))
-            return terms, tuple(jnp.split(y0, 2))
-        return diffrax.ODETerm(self.field), y0
-
-    def _joined(self, ys):
-        """The partitioned solver's (q, p) as one state [q, p] along the last axis."""
-        return jnp.concatenate(ys, axis=-1) if self.solver in PARTITIONED else ys
+        return ode_terms(self.solver, self.field), split_state(self.solver, self.encode(x))
 
     def _scan(self, x, times, *, all_states: bool):
         """y(t1), or every state along `times` with all_states, by `scan_solve`."""
         terms, y0 = self._terms_and_start(x)
-        return self._joined(scan_solve(self._method(), terms, times, y0, all_states=all_states))
+        return join_state(self.solver, scan_solve(self._method(), terms, times, y0, all_states=all_states))
 
     def _diffeqsolve(self, x, saveat: diffrax.SaveAt | None) -> diffrax.Solution:
         """`solve` by `diffrax.diffeqsolve`, whatever the net (the path of adaptive, implicit,
         backsolve and direct nets, and of explicit saveats)."""
         terms, y0 = self._terms_and_start(x)
         solution = self._solve_terms(terms, y0, saveat)
-        return eqx.tree_at(lambda s: s.ys, solution, self._joined(solution.ys))
+        return eqx.tree_at(lambda s: s.ys, solution, join_state(self.solver, solution.ys))
 
     def _solve_terms(self, terms, y0, saveat: diffrax.SaveAt | None) -> diffrax.Solution:
         """`diffrax.diffeqsolve` of the terms from y0 under this net's solver, steps and

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import stability
-from .analysis._layers import check_batch, layer_step, layer_times, solver_step_with_error
+from .layers import check_batch, layer_step, layer_times, solver_step_with_error
 from .fields import PerLayer
 from .network import SolverNet
 from .solvers import MULTISTEP, SOLVERS, supports_adaptive

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import diffrax
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
@@ -253,6 +254,25 @@ def solver(name: str, *, root_rtol: float = 1e-6, root_atol: float = 1e-6, **opt
     if name in _IMPLICIT:
         return _IMPLICIT[name](root_finder=optx.Chord(rtol=root_rtol, atol=root_atol))
     return _EXPLICIT[name](**options)
+
+
+def ode_terms(name: str, field):
+    """The diffrax terms solver `name` integrates field(t, y, args) with: one `ODETerm`, or for
+    the partitioned solvers the pair (q' = field.position_rate, p' = field.momentum_rate) of an
+    `AbstractSeparableField`."""
+    if name in PARTITIONED:
+        return diffrax.ODETerm(field.position_rate), diffrax.ODETerm(field.momentum_rate)
+    return diffrax.ODETerm(field)
+
+
+def split_state(name: str, y):
+    """The state y as solver `name` steps it: y itself, or its halves (q, p) for a partitioned solver."""
+    return tuple(jnp.split(y, 2, axis=-1)) if name in PARTITIONED else y
+
+
+def join_state(name: str, state):
+    """`split_state` undone: a partitioned solver's (q, p) as one state [q, p] along the last axis."""
+    return jnp.concatenate(state, axis=-1) if name in PARTITIONED else state
 
 
 def supports_adaptive(name: str) -> bool:

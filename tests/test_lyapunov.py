@@ -10,7 +10,7 @@ import pytest
 
 import deepest as dp
 from deepest import stability
-from deepest.analysis._layers import solver_step
+from deepest.layers import solver_step
 from deepest.analysis.lyapunov import (
     LyapunovSpectrum,
     flow_lyapunov_spectrum,

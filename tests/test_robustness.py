@@ -12,7 +12,7 @@ import pytest
 import scipy.linalg
 
 import deepest as dp
-from deepest.analysis._layers import layer_chain
+from deepest.layers import layer_chain
 from deepest.robustness import (
     adversarial_ratio,
     deepfool,

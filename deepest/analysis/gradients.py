@@ -23,7 +23,7 @@ from ..network import SolverNet
 from . import krylov
 from ._batched_linalg import singular_values
 from ..solvers import MULTISTEP
-from ._layers import check_batch, check_one_step, layer_chain, solver_step, trajectories
+from ..layers import check_batch, check_one_step, layer_chain, solver_step, trajectories
 from .spectra import choose_method
 
 GRADIENT_REGIMES = ("vanishing", "stable", "exploding", "diverged")

@@ -40,7 +40,7 @@ from jaxtyping import Array, Float
 from ..fields import AbstractSeparableField
 from ..network import SolverNet
 from ..solvers import MULTISTEP, PARTITIONED, check_solver_name
-from ._layers import check_batch, check_one_step, layer_step, layer_times, solver_step
+from ..layers import check_batch, check_one_step, layer_step, layer_times, solver_step
 
 
 class LyapunovSpectrum(eqx.Module):

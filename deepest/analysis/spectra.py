@@ -23,7 +23,7 @@ from .. import stability
 from ..network import SolverNet
 from . import krylov
 from ._batched_linalg import eigenvalues, singular_values, symmetric_eigenvalues
-from ._layers import check_one_step, layer_step, trajectories
+from ..layers import check_one_step, layer_step, trajectories
 
 # Above this state dimension the spectra are estimated matrix-free (Krylov iterations on
 # jvp/vjp) instead of forming and factorising each Jacobian: a dense eigen-decomposition

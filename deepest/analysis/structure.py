@@ -37,7 +37,7 @@ from jaxtyping import Array, Float
 
 from ..network import SolverNet
 from ..solvers import PARTITIONED, solver
-from ._layers import check_batch, layer_times, trajectories
+from ..layers import check_batch, layer_times, trajectories
 
 
 class EnergyDrift(eqx.Module):

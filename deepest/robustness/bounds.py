@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ..analysis._batched_linalg import singular_values, symmetric_eigenvalues
-from ..analysis._layers import check_batch, check_one_step, layer_step, layer_times
+from ..layers import check_batch, check_one_step, layer_step, layer_times
 from ..network import SolverNet
 
 

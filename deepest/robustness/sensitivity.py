@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ..analysis._layers import check_batch, check_one_step, layer_chain, layer_step, layer_times
+from ..layers import check_batch, check_one_step, layer_chain, layer_step, layer_times
 from ..network import SolverNet
 from . import _balls
 from ._classifier import check_epsilon, check_positive_integer

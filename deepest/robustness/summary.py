@@ -8,7 +8,7 @@ import functools
 
 import numpy as np
 
-from ..analysis._layers import check_one_step
+from ..layers import check_one_step
 from ..network import SolverNet
 from ._classifier import check_norm, check_positive_integer, predict
 from .bounds import gronwall_bound
