@@ -13,6 +13,7 @@ from . import layers as layers
 from . import regularisers as regularisers
 from . import solvers as solvers
 from . import stability as stability
+from ._caches import clear_caches as clear_caches
 from .network import ADJOINTS as ADJOINTS
 from .network import SolverNet as SolverNet
 from .solvers import SOLVERS as SOLVERS

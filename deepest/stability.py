@@ -34,7 +34,6 @@ arXiv:1710.10121), for LM-ResNet.
 """
 
 import dataclasses
-import functools
 from collections.abc import Callable
 
 import jax
@@ -42,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.polynomial import polynomial as poly
 
+from . import _caches
 from .solvers import butcher_tableau, check_solver_options
 
 # Step matrices of the two-step methods on the test problem, entry by entry as polynomials in z
@@ -92,7 +92,7 @@ def characteristic_polynomial(name: str, **options) -> CharacteristicPolynomial:
     return _characteristic_polynomial(name, check_solver_options(name, options))
 
 
-@functools.cache
+@_caches.lru_cache(maxsize=None)
 def _characteristic_polynomial(name: str, options: tuple[tuple[str, float], ...]) -> CharacteristicPolynomial:
     if name in _STEP_MATRICES:
         (m00, m01), (m10, m11) = _STEP_MATRICES[name](**dict(options))
