@@ -1,8 +1,8 @@
-"""Compile time of the SolverNet training step that `deepest.train.fit` uses (`make_step`).
+"""Compile time of the SolverNet training step that `deepest.train.fit` runs (`make_step`).
 
 compile time = first call − steady-state call, where the first call traces, lowers and compiles
-the step (after `jax.clear_caches()`, so that no earlier setting's compiled pieces are reused)
-and the steady state is the median of later calls. The process's one-off start-up (importing,
+the step (after `deepest.clear_caches()` and `jax.clear_caches()`, so that no earlier setting's
+compiled pieces are reused) and the steady state is the median of later calls. The process's one-off start-up (importing,
 initialising the XLA backend) is not in it: that is in the quickstart's end-to-end time.
 
     python -m benchmarks --only compile_time [--repeats 3]
@@ -13,10 +13,11 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import deepest as dp
-from deepest import train
+from deepest import _array_leaves, train
 
 from . import training_step
 from ._report import Section, milliseconds, significant
@@ -36,14 +37,17 @@ def _first_and_steady(field_name: str, solver: str, num_steps: int | None, *, ba
     # fit trains with throw=False (failures are data), so the compiled step is that one.
     net = dp.SolverNet(field, solver=solver, num_steps=num_steps, rtol=training_step.RTOL, atol=training_step.ATOL, throw=False)
     optimiser = optax.adam(training_step.LEARNING_RATE)
-    state = train.init_state(optimiser, net)
+    layout, leaves = _array_leaves.split((net, train.init_state(optimiser, net)))
     targets, key = jnp.zeros_like(xs), jax.random.PRNGKey(1)
+    dp.clear_caches()
     jax.clear_caches()
-    step = train.make_step(optimiser, "regression")
+    # Called as fit calls it: over the array leaves of model and state.
+    step = train.make_step(optimiser, "regression").on_leaves(layout)
     times = []
-    for _ in range(1 + STEADY_CALLS):
+    for step_number in range(1 + STEADY_CALLS):
         start = time.perf_counter()
-        jax.block_until_ready(step(net, state, xs, targets, key))
+        leaves, metrics = step(leaves, xs, targets, key, np.int32(step_number))
+        jax.block_until_ready((leaves, metrics))
         times.append(time.perf_counter() - start)
     return times[0], statistics.median(times[1:])
 
@@ -68,8 +72,8 @@ def run(*, quick: bool = False, repeats: int | None = None) -> Section:
         title="Compile time of the training step",
         method=(
             f"`deepest.train.make_step` (Adam, loss mean ‖y(T)‖² against zero targets: the step `fit` trains with, "
-            f"diagnostics included) on a batch of {batch}, float32, on this process's "
-            f"{jax.local_device_count()} JAX device(s), after `jax.clear_caches()`. "
+            f"diagnostics included, called as `fit` calls it, over the array leaves of model and state) on a batch of {batch}, "
+            f"float32, on this process's {jax.local_device_count()} JAX device(s), after `deepest.clear_caches()` and `jax.clear_caches()`. "
             f"Compile = first call − steady call (median of the {STEADY_CALLS} calls after the first); "
             f"medians over {rounds} rounds, the settings interleaved."
         ),

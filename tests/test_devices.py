@@ -47,7 +47,7 @@ def train_moons(net, data, seen):
         return spied
 
     _array_leaves.TreeLayout.jit = spying
-    train._leaf_step.cache_clear()  # a step compiled before the spy would go round it
+    dp.clear_caches()  # a step compiled before the spy would go round it
     try:
         return train.fit(
             net, data, train.optimiser("adam", 1e-2), num_steps=6, batch_size=16, key=jax.random.PRNGKey(0),

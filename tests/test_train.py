@@ -1,5 +1,7 @@
 """Training: it learns, compiles once, resumes exactly, and records divergence instead of raising."""
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 
 import deepest as dp
-from deepest import _array_leaves, _devices, train
+from deepest import _array_leaves, train
 
 KEY = jax.random.PRNGKey(0)
 MOONS = dp.data.make("moons", num_samples=128, seed=0)
@@ -15,33 +17,23 @@ MOONS = dp.data.make("moons", num_samples=128, seed=0)
 
 def _net(solver="euler", key=KEY):
     field = dp.fields.MLP(state_dim=4, width=8, depth=1, key=key)
-    return dp.SolverNet(
-        field, solver=solver, num_steps=4, encoder=dp.encoders.ZeroAugmentation(2), readout=eqx.nn.Linear(4, 2, key=key)
-    )
+    return dp.SolverNet(field, solver=solver, num_steps=4, encoder=dp.encoders.ZeroAugmentation(2), readout=eqx.nn.Linear(4, 2, key=key))
 
 
 def _parameters(model):
     return jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))
 
 
-def test_training_learns_and_compiles_each_function_once(monkeypatch):
-    traces = []
-    forward = train._forward
-
-    def counting(*args):
-        traces.append(1)
-        return forward(*args)
-
-    monkeypatch.setattr(train, "_forward", counting)
+def test_training_learns_and_compiles_each_function_once(traced):
     # Functions kept from other tests' fits would not trace at all.
-    train._leaf_step.cache_clear()
-    train._evaluate_function.cache_clear()
+    dp.clear_caches()
     result = train.fit(_net(), MOONS, train.optimiser("adam", 3e-2), num_steps=60, batch_size=32, key=KEY, log_every=20)
     # One trace of the training step, one of the test-set evaluation, for 60 steps and 3 records.
-    assert len(traces) == 2
-    # A net differing only in its weights (another seed, as in a sweep) reuses both.
+    assert traced.count("on_leaves") == 1 and traced.count("evaluate") == 1
+    count = len(traced)
+    # A net differing only in its weights (another seed, as in a sweep) reuses everything.
     other = train.fit(_net(key=jax.random.PRNGKey(1)), MOONS, train.optimiser("adam", 3e-2), num_steps=20, batch_size=32, key=KEY, log_every=20)
-    assert len(traces) == 2 and other.status == "completed"
+    assert len(traced) == count and other.status == "completed"
     assert result.status == "completed" and result.steps == 60
     assert [entry["step"] for entry in result.history] == [20, 40, 60]
     # Two balanced classes start at cross-entropy ≈ ln 2 = 0.69; 60 Adam steps on moons bring
@@ -49,6 +41,18 @@ def test_training_learns_and_compiles_each_function_once(monkeypatch):
     assert result.history[-1]["test_loss"] < 0.5
     assert {"loss", "accuracy", "gradient_norm", "solver_steps", "solver_failures", "test_accuracy"} <= set(result.history[0])
     assert result.history[0]["solver_steps"] == 4
+
+
+def test_clear_caches_makes_the_next_fit_trace_and_compile_again(traced):
+    options = dict(num_steps=2, batch_size=32, key=KEY, log_every=2)
+    train.fit(_net(), MOONS, train.optimiser("adam", 3e-2), **options)
+    kept = len(traced)
+    train.fit(_net(), MOONS, train.optimiser("adam", 3e-2), **options)
+    assert len(traced) == kept
+    dp.clear_caches()
+    train.fit(_net(), MOONS, train.optimiser("adam", 3e-2), **options)
+    # The step, the evaluation and both minibatch programs, traced anew.
+    assert sorted(traced[kept:]) == ["evaluate", "on_leaves", "order", "take"]
 
 
 def test_evaluating_a_trained_net_runs_the_program_fit_evaluated_it_with(compiled):
@@ -61,20 +65,28 @@ def test_evaluating_a_trained_net_runs_the_program_fit_evaluated_it_with(compile
     assert len(compiled) == count and loss == result.history[-1]["test_loss"]
 
 
-def test_the_step_over_array_leaves_is_make_steps_step():
-    # fit calls the step with the array leaves of (model, state) (`deepest._array_leaves`);
-    # the same program as make_step's, so the same numbers to the last bit.
+def test_fit_takes_make_steps_step_on_the_minibatch_minibatches_draws(traced):
     net, optimiser = _net(), train.optimiser("adam", 3e-2)
-    state = train.init_state(optimiser, net)
-    xs, targets = jnp.asarray(MOONS.x_train[:16]), jnp.asarray(MOONS.y_train[:16])
-    model, new_state, metrics = train.make_step(optimiser, "classification")(net, state, xs, targets, KEY, np.int32(0))
-    layout, leaves = _array_leaves.split((net, state))
-    step = layout.jit(lambda trees, *rest: train._trees_first(train._step_function(optimiser, "classification", replicated=False, regularisation=())(*trees, *rest)))
-    leaves, leaf_metrics = step(leaves, xs, targets, KEY, np.int32(0))
-    leaf_model, leaf_state = layout.rebuild(leaves)
-    for a, b in zip(jax.tree.leaves((model, new_state, metrics)), jax.tree.leaves((leaf_model, leaf_state, leaf_metrics)), strict=True):
+    result = train.fit(net, MOONS, optimiser, num_steps=1, batch_size=16, key=KEY, log_every=1)
+    count = len(traced)
+    xs, targets = train.Minibatches(KEY, len(MOONS.x_train), 16)(0, jnp.asarray(MOONS.x_train), jnp.asarray(MOONS.y_train))
+    # fit trains with throw=False (failures are data); the key only draws regularisers' probes.
+    step, trained = train.make_step(optimiser, "classification"), dataclasses.replace(net, throw=False)
+    model, state, metrics = step(trained, train.init_state(optimiser, trained), xs, targets, KEY, np.int32(0))
+    # The same compiled step as fit's: not traced again, the same numbers to the last bit.
+    assert "on_leaves" not in traced[count:]
+    for a, b in zip(jax.tree.leaves((model, state)), jax.tree.leaves((result.model, result.optimiser_state)), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert jax.tree.structure(leaf_model) == jax.tree.structure(model)
+    assert {name: float(value) for name, value in metrics.items()} == {
+        name: value for name, value in result.history[0].items() if name not in ("step", "wall_time", "test_loss", "test_accuracy")
+    }
+    with pytest.raises(ValueError, match="Valid regularisers are"):
+        train.make_step(optimiser, "classification", regularisation=[("kinetic", 0.1, {})])
+
+
+def test_tree_layouts_refuse_other_trees_and_name_what_cannot_be_hashed():
+    net = _net()
+    layout, _ = _array_leaves.split(net)
     with pytest.raises(ValueError, match="Expected trees of the structure"):
         layout.of((net, None))
 
@@ -85,18 +97,33 @@ def test_the_step_over_array_leaves_is_make_steps_step():
     with pytest.raises(TypeError, match="of type Opaque is not"):
         _array_leaves.split((net, Opaque()))
 
+
 def test_resumed_run_ends_exactly_like_an_uninterrupted_one():
     optimiser = train.optimiser("adam", 1e-2, schedule="cosine", num_steps=20)
     straight = train.fit(_net(), MOONS, optimiser, num_steps=20, batch_size=16, key=KEY, log_every=10)
     saved = {}
     train.fit(
-        _net(), MOONS, optimiser, num_steps=10, batch_size=16, key=KEY, log_every=10,
-        checkpoint_every=10, on_checkpoint=lambda step, model, state: saved.update(step=step, model=model, state=state),
+        _net(),
+        MOONS,
+        optimiser,
+        num_steps=10,
+        batch_size=16,
+        key=KEY,
+        log_every=10,
+        checkpoint_every=10,
+        on_checkpoint=lambda step, model, state: saved.update(step=step, model=model, state=state),
     )
     assert saved["step"] == 10
     resumed = train.fit(
-        saved["model"], MOONS, optimiser, num_steps=20, batch_size=16, key=KEY, log_every=10,
-        start_step=10, optimiser_state=saved["state"],
+        saved["model"],
+        MOONS,
+        optimiser,
+        num_steps=20,
+        batch_size=16,
+        key=KEY,
+        log_every=10,
+        start_step=10,
+        optimiser_state=saved["state"],
     )
     for a, b in zip(_parameters(straight.model), _parameters(resumed.model)):
         np.testing.assert_array_equal(a, b)
@@ -122,7 +149,9 @@ def test_blown_up_training_stops_and_keeps_the_last_good_model():
 
 
 def test_nan_loss_non_finite_update_and_solver_failure_each_diverge_with_their_reason():
-    nan_targets = dp.data.Dataset("nan", MOONS.x_train, np.full(MOONS.y_train.shape + (1,), np.nan, np.float32), MOONS.x_test, MOONS.y_test[:, None].astype(np.float32), None)
+    nan_targets = dp.data.Dataset(
+        "nan", MOONS.x_train, np.full(MOONS.y_train.shape + (1,), np.nan, np.float32), MOONS.x_test, MOONS.y_test[:, None].astype(np.float32), None
+    )
     plain = dp.SolverNet(dp.fields.Linear(-jnp.eye(2)), solver="euler", num_steps=3, readout=eqx.nn.Linear(2, 1, key=KEY))
     result = train.fit(plain, nan_targets, train.optimiser("sgd", 1e-3), num_steps=3, batch_size=8, key=KEY)
     assert (result.status, result.diverged_at, result.reason) == ("diverged", 0, "loss is nan")
@@ -133,23 +162,29 @@ def test_nan_loss_non_finite_update_and_solver_failure_each_diverge_with_their_r
     result = train.fit(starved, MOONS, train.optimiser("adam", 1e-3), num_steps=3, batch_size=8, key=KEY)
     assert result.diverged_at == 0 and result.reason.startswith("solver failed on 8 samples")
     # Steps shared by the batch: the batch's one failure is every sample's.
-    result = train.fit(starved.with_solver("tsit5", batch_stepping="shared"), MOONS, train.optimiser("adam", 1e-3), num_steps=3, batch_size=8, key=KEY)
+    result = train.fit(
+        starved.with_solver("tsit5", batch_stepping="shared"), MOONS, train.optimiser("adam", 1e-3), num_steps=3, batch_size=8, key=KEY
+    )
     assert result.diverged_at == 0 and result.reason.startswith("solver failed on 8 samples")
 
 
-def test_minibatches_cover_an_epoch_once_and_fit_draws_exactly_them():
-    indices = np.concatenate([np.asarray(train.batch_indices(KEY, step, 20, 5)) for step in range(4)])
-    np.testing.assert_array_equal(np.sort(indices), np.arange(20))
-    # fit draws each epoch's permutation once: from the first step or a resumed one, across
-    # epochs (22 samples, batch 5: 4 batches an epoch), the batches batch_indices names.
-    split, _ = _devices.batch_shardings(5, jax.local_devices()[:1])
+def test_minibatches_are_slices_of_each_epochs_permutation_from_any_start():
+    # 22 samples, batch 5: 4 batches an epoch, the last 2 samples of each permutation left out.
+    def expected(step):
+        epoch, position = divmod(step, 4)
+        return np.asarray(jax.random.permutation(jax.random.fold_in(KEY, epoch), 22))[5 * position : 5 * position + 5]
+
     xs, labels = jnp.arange(22.0)[:, None], jnp.arange(22)
+    # From the first step or a resumed one, across epochs (each permutation drawn once an epoch).
     for start in (0, 6):
-        draw = train._Minibatches(KEY, 22, 5, split)
+        draw = train.Minibatches(KEY, 22, 5)
         for step in range(start, 13):
             batch, targets = draw(step, xs, labels)
-            np.testing.assert_array_equal(targets, train.batch_indices(KEY, step, 22, 5))
+            np.testing.assert_array_equal(targets, expected(step))
             np.testing.assert_array_equal(batch[:, 0], targets)
+    # Each epoch, 20 different samples.
+    epoch = np.concatenate([draw(step, xs, labels)[1] for step in range(8, 12)])
+    assert len(set(epoch.tolist())) == 20
 
 
 def test_unknown_optimiser_and_schedule_name_the_valid_ones():
@@ -193,12 +228,25 @@ def test_a_diverging_replica_is_frozen_while_the_others_train_and_resumes_exactl
         np.testing.assert_array_equal(a, b)
     saved = {}
     first = train.fit_replicas(
-        train.stack_models([_seeded_net(1), broken]), MOONS, optimiser, replicas=2, num_steps=10, checkpoint_every=10,
-        on_checkpoint=lambda step, model, state: saved.update(step=step, model=model, state=state), **options,
+        train.stack_models([_seeded_net(1), broken]),
+        MOONS,
+        optimiser,
+        replicas=2,
+        num_steps=10,
+        checkpoint_every=10,
+        on_checkpoint=lambda step, model, state: saved.update(step=step, model=model, state=state),
+        **options,
     )
     resumed = train.fit_replicas(
-        saved["model"], MOONS, optimiser, replicas=2, num_steps=20, start_step=10, optimiser_state=saved["state"],
-        stopped={1: (first[1].diverged_at, first[1].reason)}, **options,
+        saved["model"],
+        MOONS,
+        optimiser,
+        replicas=2,
+        num_steps=20,
+        start_step=10,
+        optimiser_state=saved["state"],
+        stopped={1: (first[1].diverged_at, first[1].reason)},
+        **options,
     )
     assert [(r.status, r.diverged_at, r.steps) for r in resumed] == [(r.status, r.diverged_at, r.steps) for r in straight]
     for a, b in zip(_parameters(straight[0].model), _parameters(resumed[0].model)):
@@ -209,10 +257,11 @@ def test_regularised_step_descends_the_loss_plus_the_weighted_regulariser():
     net, xs, targets = _net(), jnp.asarray(MOONS.x_train[:8], jnp.float64), jnp.asarray(MOONS.y_train[:8])
     optimiser, weight, rate = train.optimiser("sgd", 1e-2), 0.3, 1e-2
     step = train.make_step(optimiser, "classification", regularisation=[("kinetic_energy", weight, {})])
-    new, _, metrics = step(net, optimiser.init(eqx.filter(net, eqx.is_inexact_array)), xs, targets, KEY)
+    new, _, metrics = step(net, optimiser.init(eqx.filter(net, eqx.is_inexact_array)), xs, targets, KEY, np.int32(0))
+    evaluate = train.make_evaluate("classification")
 
     def objective(model):
-        return train._forward(model, xs, targets, "classification")[0] + weight * dp.regularisers.kinetic_energy(model, xs)
+        return evaluate(model, xs, targets)[0] + weight * dp.regularisers.kinetic_energy(model, xs)
 
     expected = eqx.apply_updates(net, jax.tree.map(lambda g: -rate * g, eqx.filter_grad(objective)(net)))
     # One SGD step is θ − η ∇(L + w R): the same float64 operations, to round-off.
@@ -221,4 +270,4 @@ def test_regularised_step_descends_the_loss_plus_the_weighted_regulariser():
     energy = dp.regularisers.kinetic_energy(net, xs)
     np.testing.assert_allclose(metrics["kinetic_energy"], energy, rtol=1e-12)
     np.testing.assert_allclose(metrics["regularisation"], weight * energy, rtol=1e-12)
-    np.testing.assert_allclose(metrics["loss"], train._forward(net, xs, targets, "classification")[0], rtol=1e-12)
+    np.testing.assert_allclose(metrics["loss"], evaluate(net, xs, targets)[0], rtol=1e-12)
