@@ -27,7 +27,7 @@ def _relative(a, b):
 def test_linear_euler_profile_is_the_closed_form():
     num_steps, h = 12, 0.1
     net = dp.SolverNet(dp.fields.Linear(A), solver="euler", t1=num_steps * h, num_steps=num_steps)
-    grads = gradient_norms(net, _inner_product_loss, XS, TARGETS)
+    grads = gradient_norms(net, XS, TARGETS, _inner_product_loss)
     transposed_step = (np.eye(3) + h * np.asarray(A)).T
     for sample in range(3):
         c = np.asarray(TARGETS[sample])
@@ -51,7 +51,7 @@ def test_nets_differing_in_weights_and_step_size_share_one_compiled_backward_pas
     num_steps = 12
     for matrix, h in ((A, 0.1), (0.5 * A, 0.2)):
         net = dp.SolverNet(dp.fields.Linear(matrix), solver="euler", t1=num_steps * h, num_steps=num_steps)
-        grads = gradient_norms(net, counted_loss, XS, TARGETS)
+        grads = gradient_norms(net, XS, TARGETS, counted_loss)
         transposed_step = (np.eye(3) + h * np.asarray(matrix)).T
         expected = np.linalg.norm(np.linalg.matrix_power(transposed_step, num_steps) @ np.asarray(TARGETS[0]))
         # The closed form of the input-layer adjoint, as above: round-off only.
@@ -65,7 +65,7 @@ def test_adjoint_at_the_input_equals_autodiff_through_the_solve():
     def loss_fn(output, target):
         return jnp.sum((output - target[:2]) ** 2)
 
-    grads = gradient_norms(net, loss_fn, XS, TARGETS)
+    grads = gradient_norms(net, XS, TARGETS, loss_fn)
     expected = jax.vmap(jax.grad(lambda x, target: loss_fn(net(x), target)))(XS, TARGETS)
     # Same derivative by two routes (layer vjps vs diffrax's checkpointed adjoint).
     assert _relative(grads.state[:, 0], jnp.linalg.norm(expected, axis=1)) < 1e-12
@@ -74,7 +74,7 @@ def test_adjoint_at_the_input_equals_autodiff_through_the_solve():
 def test_per_layer_parameter_norms_are_the_per_layer_weight_gradients():
     layers = [dp.fields.MLP(state_dim=3, width=5, depth=1, key=k) for k in jax.random.split(KEY, 4)]
     net = dp.SolverNet(dp.fields.PerLayer(layers), solver="euler", num_steps=4)
-    grads = gradient_norms(net, _inner_product_loss, XS[:1], TARGETS[:1])
+    grads = gradient_norms(net, XS[:1], TARGETS[:1], _inner_product_loss)
 
     def loss_of_field(field):
         return _inner_product_loss(eqx.tree_at(lambda n: n.field, net, field)(XS[0]), TARGETS[0])
@@ -90,7 +90,7 @@ def test_regime_follows_the_layer_map(matrix, regime):
     # Euler layers (1 ∓ 0.3)·I shrink or grow the adjoint by 0.7 or 1.3 per layer: over 10
     # layers far beyond the factor 10; the rotation changes it by (1 + h²)^5 ≈ 1.05.
     net = dp.SolverNet(dp.fields.Linear(jnp.asarray(matrix)), solver="euler", t1=1.0, num_steps=10)
-    grads = gradient_norms(net, _inner_product_loss, XS[:, :2], TARGETS[:, :2])
+    grads = gradient_norms(net, XS[:, :2], TARGETS[:, :2], _inner_product_loss)
     assert grads.regime() == regime
     if regime != "stable":
         assert float(grads.slope) == pytest.approx(-np.log(1 + 0.1 * matrix[0][0]), rel=1e-12)
@@ -116,13 +116,13 @@ def test_io_singular_values_are_those_of_the_step_matrix_power(traced):
 def test_two_step_solvers_are_refused_with_the_reason():
     net = dp.SolverNet(dp.fields.Linear(A), solver="reversible_heun", num_steps=4)
     with pytest.raises(ValueError, match="two-step method"):
-        gradient_norms(net, _inner_product_loss, XS, TARGETS)
+        gradient_norms(net, XS, TARGETS, _inner_product_loss)
 
 
 def test_gradient_norms_and_io_work_under_jit():
     net = dp.SolverNet(dp.fields.Linear(A), solver="heun", t1=0.5, num_steps=5)
-    eager = gradient_norms(net, _inner_product_loss, XS, TARGETS)
-    jitted = eqx.filter_jit(gradient_norms)(net, _inner_product_loss, XS, TARGETS)
+    eager = gradient_norms(net, XS, TARGETS, _inner_product_loss)
+    jitted = eqx.filter_jit(gradient_norms)(net, XS, TARGETS, _inner_product_loss)
     np.testing.assert_allclose(jitted.state, eager.state, rtol=1e-12)
     np.testing.assert_allclose(jitted.parameters, eager.parameters, rtol=1e-12)
     io = eqx.filter_jit(io_jacobian_singular_values)(net, XS)

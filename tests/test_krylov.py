@@ -21,23 +21,24 @@ def _mlp(key):
 
 def _jacobian_operators(field, y):
     """v ↦ J v and u ↦ Jᵀ u for J = ∂f/∂y at y, without forming J."""
-    f = lambda z: field(0.0, z)
+    f = lambda z: field(0.0, z, None)
     return (lambda v: jax.jvp(f, (y,), (v,))[1]), (lambda u: jax.vjp(f, y)[1](u)[0])
 
 
 @eqx.filter_jit
 @eqx.filter_vmap
 def _mlp_cases(key):
-    """A random MLP field, a random state, its Jacobian densely, and the Krylov estimates."""
-    field_key, state_key, radius_key, abscissa_key, singular_key = jax.random.split(key, 5)
+    """A random MLP field, a random state, its Jacobian densely, and the Krylov estimates from
+    the default start vector (as the analyses run them)."""
+    field_key, state_key = jax.random.split(key)
     field, y = _mlp(field_key), jax.random.normal(state_key, (DIM,))
     matvec, rmatvec = _jacobian_operators(field, y)
     return dict(
-        field=field, state=y, radius_key=radius_key,
-        jacobian=jax.jacfwd(lambda z: field(0.0, z))(y),
-        radius=krylov.spectral_radius(matvec, DIM, key=radius_key),
-        abscissa=krylov.spectral_abscissa(matvec, DIM, key=abscissa_key),
-        singular=krylov.top_singular_values(matvec, rmatvec, DIM, key=singular_key),
+        field=field, state=y,
+        jacobian=jax.jacfwd(lambda z: field(0.0, z, None))(y),
+        radius=krylov.spectral_radius(matvec, DIM),
+        abscissa=krylov.spectral_abscissa(matvec, DIM),
+        singular=krylov.top_singular_values(matvec, rmatvec, DIM),
     )
 
 
@@ -84,17 +85,14 @@ def test_vmap_over_states_matches_a_loop_compiled_once(mlp_cases):
     traces = []
 
     @eqx.filter_jit
-    def radius(field, y, key):
+    def radius(field, y):
         traces.append(None)
-        return krylov.spectral_radius(_jacobian_operators(field, y)[0], DIM, key=key)
+        return krylov.spectral_radius(_jacobian_operators(field, y)[0], DIM)
 
     looped = []
     for case in range(len(SEEDS)):
-        field, y, key = jax.tree.map(
-            lambda x: x[case] if eqx.is_array(x) else x,
-            (mlp_cases["field"], mlp_cases["state"], mlp_cases["radius_key"]),
-        )
-        looped.append(float(radius(field, y, key)))
+        field, y = jax.tree.map(lambda x: x[case] if eqx.is_array(x) else x, (mlp_cases["field"], mlp_cases["state"]))
+        looped.append(float(radius(field, y)))
     assert len(traces) == 1
     # The same iteration from the same start vectors; batched and single matvecs only
     # round differently, at the level of the dense problem's rounding.
@@ -125,8 +123,9 @@ def _small_matrix(seed):
 
 @jax.jit
 def _small_eigenvalues(matrix, key):
+    """From a random start vector: the iteration converges from any start."""
     matvec = lambda v: matrix @ v
-    options = dict(krylov_dim=SMALL_KRYLOV_DIM, tol=1e-12, key=key)
+    options = dict(krylov_dim=SMALL_KRYLOV_DIM, tol=1e-12, start=jax.random.normal(key, (SMALL_DIM,)))
     return (
         krylov.arnoldi_eigenvalues(matvec, SMALL_DIM, num_eigenvalues=3, which="magnitude", **options),
         krylov.arnoldi_eigenvalues(matvec, SMALL_DIM, num_eigenvalues=2, which="real", **options),
@@ -174,7 +173,7 @@ def test_unconverged_scalar_is_nan():
     # scalar convenience must not pass the rough estimate off as the spectral radius.
     matrix = jnp.asarray(_small_matrix(0))
     radius = jax.jit(lambda: krylov.spectral_radius(
-        lambda v: matrix @ v, SMALL_DIM, krylov_dim=2, max_restarts=0, key=jax.random.key(0)
+        lambda v: matrix @ v, SMALL_DIM, krylov_dim=2, max_restarts=0
     ))()
     assert np.isnan(radius)
 
@@ -183,7 +182,7 @@ def test_unconverged_scalar_is_nan():
 def _small_singular_values(matrix, key):
     return krylov.top_singular_values(
         lambda v: matrix @ v, lambda u: matrix.T @ u, SMALL_DIM, num_values=3,
-        krylov_dim=SMALL_KRYLOV_DIM, tol=1e-12, key=key,
+        krylov_dim=SMALL_KRYLOV_DIM, tol=1e-12, start=jax.random.normal(key, (SMALL_DIM,)),
     )
 
 
@@ -217,7 +216,7 @@ def test_non_finite_operator_stops_after_the_first_cycle():
 def test_float32_operator_gives_complex64_and_converges():
     matrix = jnp.asarray(_small_matrix(0), jnp.float32)
     matvec = lambda v: matrix @ v
-    options = dict(krylov_dim=SMALL_KRYLOV_DIM, dtype=jnp.float32, key=jax.random.key(7))
+    options = dict(krylov_dim=SMALL_KRYLOV_DIM, dtype=jnp.float32)
     result = jax.jit(lambda: krylov.arnoldi_eigenvalues(matvec, SMALL_DIM, **options))()
     assert result.eigenvalues.dtype == jnp.complex64
     assert bool(result.converged)
@@ -228,14 +227,25 @@ def test_float32_operator_gives_complex64_and_converges():
 
 
 def test_bad_arguments_raise_value_errors():
-    matvec, key = (lambda v: 2 * v), jax.random.key(0)
+    matvec = lambda v: 2 * v
     with pytest.raises(ValueError, match="which must be one of .*'magnitude', 'real'.*'largest'"):
-        krylov.arnoldi_eigenvalues(matvec, 10, which="largest", key=key)
+        krylov.arnoldi_eigenvalues(matvec, 10, which="largest")
     with pytest.raises(ValueError, match="krylov_dim=20 exceeds dim=10"):
-        krylov.arnoldi_eigenvalues(matvec, 10, krylov_dim=20, key=key)
+        krylov.arnoldi_eigenvalues(matvec, 10, krylov_dim=20)
     with pytest.raises(ValueError, match="num_eigenvalues=5 needs krylov_dim > 5, got krylov_dim=5"):
-        krylov.arnoldi_eigenvalues(matvec, 10, num_eigenvalues=5, krylov_dim=5, key=key)
+        krylov.arnoldi_eigenvalues(matvec, 10, num_eigenvalues=5, krylov_dim=5)
     with pytest.raises(ValueError, match="num_values=10 needs krylov_dim > 10"):
-        krylov.top_singular_values(matvec, matvec, 10, num_values=10, key=key)
+        krylov.top_singular_values(matvec, matvec, 10, num_values=10)
     with pytest.raises(ValueError, match=r"matvec must map a vector of shape \(10,\) to shape \(10,\)"):
-        krylov.arnoldi_eigenvalues(lambda v: v[:5], 10, key=key)
+        krylov.arnoldi_eigenvalues(lambda v: v[:5], 10)
+    with pytest.raises(ValueError, match=r"start must be a vector of shape \(10,\), got shape \(9,\)"):
+        krylov.arnoldi_eigenvalues(matvec, 10, start=jnp.ones(9))
+
+
+def test_default_start_is_a_fixed_unit_vector_with_no_pattern():
+    start = np.asarray(krylov.start_vector(SMALL_DIM))
+    np.testing.assert_array_equal(start, krylov.start_vector(SMALL_DIM))
+    assert np.linalg.norm(start) == pytest.approx(1.0, abs=1e-15)
+    # Not orthogonal to the patterns that structured operators' invariant subspaces have.
+    for pattern in (np.ones(SMALL_DIM), (-1.0) ** np.arange(SMALL_DIM), np.arange(SMALL_DIM) < SMALL_DIM // 2):
+        assert abs(start @ pattern) > 1e-3 * np.linalg.norm(pattern)

@@ -10,7 +10,7 @@ import pytest
 
 import deepest as dp
 import deepest.plot
-from deepest.analysis import stability_report
+from deepest.analysis import REGIME_FACTOR, stability_report
 
 XS = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
 TARGETS = jax.random.normal(jax.random.PRNGKey(2), (4, 3))
@@ -44,12 +44,12 @@ def test_report_serialises_and_summarises(report):
     values = json.loads(json.dumps(report.to_dict()))
     assert values["solver"] == "euler" and values["num_layers"] == 10
     # ∂L/∂y_k = D^(10−k) c with D = diag(0.9, 0.8, 1.05) and c the target: the closed-form
-    # profile, its least-squares slope, and the factor-10 rule applied to it.
+    # profile, its least-squares slope, and the regime rule (a change by REGIME_FACTOR) applied to it.
     growth = np.array([0.9, 0.8, 1.05])
     profile = np.mean([[np.log(np.linalg.norm(growth ** (10 - k) * c)) for k in range(11)] for c in np.asarray(TARGETS)], axis=0)
     slope = np.polyfit(np.arange(11), profile, 1)[0]
     assert values["gradient_slope"] == pytest.approx(slope, rel=1e-10)
-    assert values["gradient_regime"] == ("stable" if abs(slope) * 10 <= np.log(10) else "vanishing" if slope > 0 else "exploding")
+    assert values["gradient_regime"] == ("stable" if abs(slope) * 10 <= np.log(REGIME_FACTOR) else "vanishing" if slope > 0 else "exploding")
     text = report.summary()
     assert "33.3%" in text and "euler" in text and report.gradient_regime in text
     assert str(report) == text

@@ -9,9 +9,11 @@ from . import krylov as krylov
 from .gradients import GRADIENT_REGIMES as GRADIENT_REGIMES
 from .gradients import GradientNorms as GradientNorms
 from .gradients import InputOutputSpectrum as InputOutputSpectrum
+from .gradients import REGIME_FACTOR as REGIME_FACTOR
 from .gradients import gradient_norms as gradient_norms
 from .gradients import io_jacobian_singular_values as io_jacobian_singular_values
 from .spectra import DENSE_LIMIT as DENSE_LIMIT
+from .spectra import DUPLICATE_TOLERANCE as DUPLICATE_TOLERANCE
 from .spectra import JacobianSpectrum as JacobianSpectrum
 from .spectra import LayerMapSpectrum as LayerMapSpectrum
 from .spectra import jacobian_spectrum as jacobian_spectrum

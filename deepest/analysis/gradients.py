@@ -28,6 +28,12 @@ from .spectra import choose_method
 
 GRADIENT_REGIMES = ("vanishing", "stable", "exploding", "diverged")
 
+# The change of the fitted gradient profile across the whole depth beyond which it counts as
+# vanishing or exploding: one order of magnitude. A convention, not a result of theory: the
+# profile of a stable net still wanders by small factors between samples, and a tenfold trend
+# is what a log plot shows plainly. `GradientNorms.regime` and `stability_report` take another.
+REGIME_FACTOR = 10.0
+
 
 def _tree_norm(tree) -> Float[Array, ""]:
     leaves = jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))
@@ -71,10 +77,10 @@ class GradientNorms(eqx.Module):
         centred = layers - layers.mean()
         return jnp.sum(centred * (profile - profile.mean())) / jnp.sum(centred**2)
 
-    def regime(self, factor: float = 10.0) -> str:
+    def regime(self, factor: float = REGIME_FACTOR) -> str:
         """"vanishing", "exploding" or "stable": whether the fitted profile changes by more
-        than `factor` across the net's depth (|slope|·L > ln factor), and in which direction;
-        "diverged" if any gradient norm is NaN or infinite."""
+        than `factor` (default `REGIME_FACTOR`) across the net's depth (|slope|·L > ln factor),
+        and in which direction; "diverged" if any gradient norm is NaN or infinite."""
         if not np.all(np.isfinite(np.asarray(self.state))):
             return "diverged"
         slope = float(self.slope)
@@ -84,16 +90,16 @@ class GradientNorms(eqx.Module):
         return "vanishing" if slope > 0 else "exploding"
 
 
-def gradient_norms(net: SolverNet, loss_fn, xs, targets) -> GradientNorms:
+def gradient_norms(net: SolverNet, xs, targets, loss_fn) -> GradientNorms:
     """‖∂L/∂y_k‖ at every layer and each layer's share of ∂L/∂θ, per sample.
 
     Args:
         net: a fixed-step SolverNet with a one-step solver.
+        xs: inputs (batch, ...).
+        targets: targets (batch, ...), one per input.
         loss_fn: loss_fn(output, target) → scalar, for one sample (output = net(x)). The
             backward pass compiles once per function object: pass the same one, not a new
             lambda each call, to reuse it.
-        xs: inputs (batch, ...).
-        targets: targets (batch, ...), one per input.
 
     The adjoints are propagated backwards through the net's own layer maps (vjp of one
     solver step), so they are the exact gradients of the discrete network.
@@ -101,7 +107,7 @@ def gradient_norms(net: SolverNet, loss_fn, xs, targets) -> GradientNorms:
     Example:
         >>> def loss_fn(logits, label):
         ...     return optax.softmax_cross_entropy_with_integer_labels(logits, label)
-        >>> grads = deepest.analysis.gradient_norms(net, loss_fn, xs, labels)
+        >>> grads = deepest.analysis.gradient_norms(net, xs, labels, loss_fn)
         >>> grads.regime()
         'stable'
     """
@@ -184,15 +190,14 @@ class InputOutputSpectrum(eqx.Module):
         return jnp.log(self.singular_values) / self.time
 
 
-def io_jacobian_singular_values(
-    net: SolverNet, xs, *, method: str = "auto", num_values: int = 6, key=None
-) -> InputOutputSpectrum:
+def io_jacobian_singular_values(net: SolverNet, xs, *, method: str = "auto", num_values: int = 6) -> InputOutputSpectrum:
     """Singular values of ∂y_L/∂y_0 (state to state, without encoder and readout).
 
     "dense" forms the Jacobian by reverse mode through the net's own solve, so it works for
     every solver, fixed or adaptive. "matrix_free" (auto above `spectra.DENSE_LIMIT`, except
     for two-step solvers) runs Lanczos bidiagonalisation on jvp/vjp of the chained layer maps
-    (fixed steps, one-step solvers) and returns the `num_values` largest.
+    (fixed steps, one-step solvers) and returns the `num_values` largest, from the fixed
+    `krylov.start_vector` (no random numbers).
     """
     requested = method
     method = choose_method(method, net.field.state_dim)
@@ -210,11 +215,9 @@ def io_jacobian_singular_values(
     def flow(y0):
         return layer_chain(net, y0)
 
-    key = jax.random.PRNGKey(0) if key is None else key
-
     def largest(y0):
         matvec, rmatvec = krylov.jacobian_products(flow, y0)
-        top = krylov.top_singular_values(matvec, rmatvec, y0.shape[-1], num_values=num_values, dtype=y0.dtype, key=key)
+        top = krylov.top_singular_values(matvec, rmatvec, y0.shape[-1], num_values=num_values, dtype=y0.dtype)
         return top.values_or_nan
 
     return InputOutputSpectrum(singular_values=jax.vmap(largest)(initial_states), time=time, method=method)

@@ -1,7 +1,7 @@
 """Matrix-free extremal eigenvalues and singular values of an operator given as a function.
 
 The operator is usually the Jacobian of a vector field at a state, applied without forming it:
-J v = jax.jvp(lambda y: f(t, y), (y,), (v,))[1] and Jᵀu from jax.vjp. Both solvers build an
+J v = jax.jvp(lambda y: f(t, y, args), (y,), (v,))[1] and Jᵀu from jax.vjp. Both solvers build an
 orthonormal Krylov basis with full (twice-classical Gram–Schmidt) reorthogonalisation and
 restart it thickly, keeping the best Ritz vectors, so that a Krylov space of fixed dimension m
 converges even when the wanted values are barely separated from the rest of the spectrum, as
@@ -32,7 +32,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Complex, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Complex, Float, Int
 
 WHICH = ("magnitude", "real")
 
@@ -43,7 +43,7 @@ _DEFAULT_KRYLOV_DIM = 40
 
 # A Gram–Schmidt remainder this much smaller than the vector it came from means the vector
 # lay in the span already (an invariant subspace: "breakdown"); the basis then continues with
-# a random direction, and the coupling entry is set to zero exactly.
+# a fresh direction (see `_next_vector`), and the coupling entry is set to zero exactly.
 _BREAKDOWN = 100
 
 
@@ -92,23 +92,52 @@ def _orthogonalise(basis, vector):
     return vector - second @ basis, first + second
 
 
-def _next_vector(basis, remainder, reference_norm, key):
+def _next_vector(basis, remainder, reference_norm):
     """The next basis vector from a Gram–Schmidt remainder, and its coupling ‖remainder‖.
 
     On breakdown (remainder ~ rounding of `reference_norm`) the span is invariant: coupling
-    zero, and a random vector orthogonal to the basis continues it.
+    zero, and the coordinate vector e_i the basis represents least, orthogonalised against it,
+    continues it. With P the projection onto the span of r basis vectors, Σ_i ‖P e_i‖² = r, so
+    that e_i keeps ‖(I − P) e_i‖² ≥ 1 − r/dim of its length: a deterministic direction, well
+    outside the span whenever there is room.
     """
     norm = jnp.linalg.norm(remainder)
     eps = jnp.finfo(remainder.dtype).eps
     broke_down = norm <= _BREAKDOWN * eps * reference_norm
-    fresh = jax.random.normal(key, remainder.shape, jnp.finfo(remainder.dtype).dtype).astype(remainder.dtype)
-    fresh, _ = _orthogonalise(basis, fresh)
+    least_represented = jnp.argmin(jnp.sum(jnp.abs(basis) ** 2, axis=0))
+    fresh, _ = _orthogonalise(basis, jnp.zeros_like(remainder).at[least_represented].set(1))
     vector = jnp.where(broke_down, fresh, remainder)
     vector_norm = jnp.linalg.norm(vector)
     # Once the basis spans the whole space (m = dim) `fresh` is rounding noise, harmless
     # behind its zero coupling; only an exactly zero vector must not be divided by.
     vector = vector / jnp.where(vector_norm > 0, vector_norm, 1)
     return vector, jnp.where(broke_down, 0, norm).astype(remainder.dtype)
+
+
+def start_vector(dim: int, dtype=None) -> Float[Array, " dim"]:
+    """The default start of the Krylov iterations: v_i = frac(i φ) − ½, i = 1 … dim, with
+    φ = (√5 − 1)/2 (a Weyl sequence), normalised.
+
+    A fixed vector, not a random one, so that an estimate is a function of the operator alone
+    (as a dense eigen-decomposition is) and the analyses built on these solvers need no key.
+    Its entries are equidistributed in (−½, ½) without the patterns (constant, alternating,
+    blockwise) that span the invariant subspaces of structured operators; a converged estimate
+    does not depend on the start, which `start=` replaces (e.g. by a random vector).
+    """
+    golden = (np.sqrt(5.0) - 1) / 2
+    entries = np.mod(np.arange(1, dim + 1) * golden, 1.0) - 0.5
+    real_dtype = jnp.result_type(float) if dtype is None else dtype
+    return jnp.asarray(entries / np.linalg.norm(entries), real_dtype)
+
+
+def _start(start, dim: int, dtype):
+    """The given start vector (checked, normalised) or `start_vector`."""
+    if start is None:
+        return start_vector(dim, dtype)
+    start = jnp.asarray(start, dtype)
+    if start.shape != (dim,):
+        raise ValueError(f"start must be a vector of shape ({dim},), got shape {start.shape}.")
+    return start / jnp.linalg.norm(start)
 
 
 def _probe(matvec, dim: int, dtype, name: str) -> None:
@@ -195,11 +224,11 @@ def arnoldi_eigenvalues(
     max_restarts: int = 100,
     tol: float | None = None,
     dtype=None,
-    key: PRNGKeyArray,
+    start: Float[Array, " dim"] | None = None,
 ) -> KrylovEigenvalues:
     """Extremal eigenvalues λ of J, J v = matvec(v), by restarted Arnoldi (Krylov–Schur).
 
-    Builds J V_m = V_m H_m + f e_mᵀ from a random start vector, takes the eigenvalues of H_m
+    Builds J V_m = V_m H_m + f e_mᵀ from a start vector, takes the eigenvalues of H_m
     (Ritz values) as approximations, and restarts by keeping the span of the best
     k = n + ⌊(m − n)/2⌋ Ritz vectors (n = num_eigenvalues) together with f: J restricted to
     it is known without new matvecs (see the module docstring). Stops once the n best Ritz
@@ -216,20 +245,22 @@ def arnoldi_eigenvalues(
             Re λ: the spectral abscissa first).
         krylov_dim: m, the basis size; default min(dim, max(40, 2n + 2)). Needs n < m ≤ dim.
         max_restarts: the most restarts, a cap against operators that do not converge. The
-            random 256-dimensional MLP Jacobians needed at most 6 with the defaults (8
-            seeds), 256 × 256 Gaussian matrices (eigenvalues uniform in a disc) 12 (5 seeds).
+            random 256-dimensional MLP Jacobians needed at most 7 with the defaults (8
+            seeds, both `which`), 256 × 256 Gaussian matrices (eigenvalues uniform in a
+            disc) 12 (5 seeds).
         tol: relative residual (backward error) tolerance; default ε^(2/3) of `dtype`
             (3.7e-11 in float64, 2.4e-5 in float32).
         dtype: real dtype of the vectors fed to `matvec`; default the default float dtype
             (float64 with jax_enable_x64). Ritz values are of the matching complex dtype.
-        key: for the random start vector (and continuations after breakdown).
+        start: the start vector v_0, shape (dim,), normalised here; default `start_vector`,
+            a fixed one: the iteration draws no random numbers.
 
     Returns:
         A `KrylovEigenvalues`.
 
     Example:
-        >>> jvp = lambda v: jax.jvp(lambda y: field(0.0, y), (y,), (v,))[1]
-        >>> result = arnoldi_eigenvalues(jvp, y.size, num_eigenvalues=2, key=key)
+        >>> jvp = lambda v: jax.jvp(lambda y: field(0.0, y, None), (y,), (v,))[1]
+        >>> result = arnoldi_eigenvalues(jvp, y.size, num_eigenvalues=2)
         >>> radius = jnp.abs(result.eigenvalues[0])
 
     References: Stewart (2001), SIAM J. Matrix Anal. Appl. 23, 601–614; Saad (2011), §7.
@@ -244,7 +275,7 @@ def arnoldi_eigenvalues(
     complex_dtype = jnp.result_type(real_dtype, jnp.complex64)
     tol = _default_tol(real_dtype) if tol is None else tol
     k = _kept(num_eigenvalues, m)
-    start_key, breakdown_key = jax.random.split(key)
+    start = _start(start, dim, real_dtype)
 
     def apply(vectors):
         """J on a batch of complex vectors: the real and imaginary parts in one vmapped call."""
@@ -252,19 +283,17 @@ def arnoldi_eigenvalues(
         images = jax.vmap(matvec)(parts).astype(real_dtype)
         return (images[: len(vectors)] + 1j * images[len(vectors):]).astype(complex_dtype)
 
-    def expand(start, cycle, V, H):
-        """Arnoldi steps j = start … m − 1 onto a Krylov decomposition of size `start`."""
+    def expand(size, V, H):
+        """Arnoldi steps j = size … m − 1 onto a Krylov decomposition of that size."""
 
         def step(j, carry):
             V, H = carry
             image = apply(V[j][None])[0]
             remainder, coefficients = _orthogonalise(V, image)
-            vector, coupling = _next_vector(
-                V, remainder, jnp.linalg.norm(image), jax.random.fold_in(breakdown_key, cycle * m + j)
-            )
+            vector, coupling = _next_vector(V, remainder, jnp.linalg.norm(image))
             return V.at[j + 1].set(vector), H.at[:, j].set(coefficients.at[j + 1].set(coupling))
 
-        return jax.lax.fori_loop(start, m, step, (V, H))
+        return jax.lax.fori_loop(size, m, step, (V, H))
 
     def restart(V, H, vectors):
         """Krylov–Schur truncation to the best k Ritz vectors plus the residual direction."""
@@ -282,8 +311,8 @@ def arnoldi_eigenvalues(
 
     def cycle(carry):
         """Expand to m vectors, take the Ritz pairs, and restart unless done."""
-        V, H, start, restarts, *_ = carry
-        V, H = expand(start, restarts, V, H)
+        V, H, size, restarts, *_ = carry
+        V, H = expand(size, V, H)
         values, vectors, estimates = _ritz(H, which)
         converged = jnp.all(estimates[:num_eigenvalues] <= tol * scale(H))
         # A non-finite operator (a diverged network's Jacobian) cannot recover: stop at once.
@@ -291,8 +320,7 @@ def arnoldi_eigenvalues(
         V, H = jax.tree.map(lambda old, new: jnp.where(done, old, new), (V, H), restart(V, H, vectors))
         return V, H, jnp.array(k), restarts + jnp.where(done, 0, 1), done, values, vectors
 
-    start = jax.random.normal(start_key, (dim,), real_dtype)
-    V = jnp.zeros((m + 1, dim), complex_dtype).at[0].set(start / jnp.linalg.norm(start))
+    V = jnp.zeros((m + 1, dim), complex_dtype).at[0].set(start)
     H = jnp.zeros((m + 1, m), complex_dtype)
     # The first cycle starts from the bare start vector, every later one from k kept vectors.
     initial = (V, H, jnp.array(0), jnp.array(0), jnp.array(False), H[0], H[:m])
@@ -318,11 +346,11 @@ def top_singular_values(
     max_restarts: int = 100,
     tol: float | None = None,
     dtype=None,
-    key: PRNGKeyArray,
+    start: Float[Array, " dim"] | None = None,
 ) -> KrylovSingularValues:
     """Largest singular values σ of A (A v = matvec(v), Aᵀu = rmatvec(u)), by restarted GKL.
 
-    Golub–Kahan–Lanczos bidiagonalisation from a random unit v_0, with full
+    Golub–Kahan–Lanczos bidiagonalisation from a unit v_0, with full
     reorthogonalisation of both bases: α_j u_j = A v_j − Σ_{i<j} B_ij u_i and
     β_j v_{j+1} = Aᵀ u_j − α_j v_j, so that A V_m = U_m B_m and Aᵀ U_m = V_m B_mᵀ + β_m v_m e_mᵀ
     with B_m upper triangular (bidiagonal until the first restart). The singular values of
@@ -344,16 +372,16 @@ def top_singular_values(
         tol: relative residual tolerance (against σ_max = ‖A‖, so a backward error); default
             ε^(2/3) of `dtype`.
         dtype: real dtype of the vectors; default the default float dtype.
-        key: for the random start vector (and continuations after breakdown).
+        start: v_0, shape (dim,), normalised here; default `start_vector` (no random numbers).
 
     Returns:
         A `KrylovSingularValues`.
 
     Example:
-        >>> f = lambda z: field(0.0, z)
+        >>> f = lambda z: field(0.0, z, None)
         >>> jvp = lambda v: jax.jvp(f, (y,), (v,))[1]
         >>> vjp = lambda u: jax.vjp(f, y)[1](u)[0]
-        >>> sigma_max = top_singular_values(jvp, vjp, y.size, key=key).values[0]
+        >>> sigma_max = top_singular_values(jvp, vjp, y.size).values[0]
 
     References: Golub & Kahan, SIAM J. Numer. Anal. 2 (1965) 205–224; Baglama & Reichel,
     SIAM J. Sci. Comput. 27 (2005) 19–42.
@@ -366,26 +394,25 @@ def top_singular_values(
     _probe(rmatvec, dim, real_dtype, "rmatvec")
     tol = _default_tol(real_dtype) if tol is None else tol
     k = _kept(num_values, m)
-    start_key, breakdown_key = jax.random.split(key)
+    start = _start(start, dim, real_dtype)
 
-    def expand(start, cycle, V, U, B):
-        """Bidiagonalisation steps j = start … m − 1 onto a decomposition of size `start`."""
+    def expand(size, V, U, B):
+        """Bidiagonalisation steps j = size … m − 1 onto a decomposition of that size."""
 
         def step(j, carry):
             V, U, B = carry
-            keys = jax.random.split(jax.random.fold_in(breakdown_key, cycle * m + j))
             image = matvec(V[j]).astype(real_dtype)
             # The components along u_i, i < j, are B_ij, known from the Aᵀ steps; the
             # reorthogonalisation only removes rounding.
             remainder, _ = _orthogonalise(U, image - B[:, j] @ U)
-            u, alpha = _next_vector(U, remainder, jnp.linalg.norm(image), keys[0])
+            u, alpha = _next_vector(U, remainder, jnp.linalg.norm(image))
             U, B = U.at[j].set(u), B.at[j, j].set(alpha)
             image = rmatvec(u).astype(real_dtype)
             remainder, _ = _orthogonalise(V, image - alpha * V[j])
-            v, beta = _next_vector(V, remainder, jnp.linalg.norm(image), keys[1])
+            v, beta = _next_vector(V, remainder, jnp.linalg.norm(image))
             return V.at[j + 1].set(v), U, B.at[j, j + 1].set(beta)
 
-        return jax.lax.fori_loop(start, m, step, (V, U, B))
+        return jax.lax.fori_loop(size, m, step, (V, U, B))
 
     def restart(V, U, B, left, values, right):
         """Keep the k largest triplets of B and the residual direction v_m."""
@@ -397,8 +424,8 @@ def top_singular_values(
         return V_new, U_new, B_new
 
     def cycle(carry):
-        V, U, B, start, restarts, *_ = carry
-        V, U, B = expand(start, restarts, V, U, B)
+        V, U, B, size, restarts, *_ = carry
+        V, U, B = expand(size, V, U, B)
         left, values, right_t = jnp.linalg.svd(B[:, :m])
         right = right_t.T
         estimates = jnp.abs(B[m - 1, m] * left[m - 1])
@@ -409,8 +436,7 @@ def top_singular_values(
         )
         return V, U, B, jnp.array(k), restarts + jnp.where(done, 0, 1), done, left, values, right
 
-    start = jax.random.normal(start_key, (dim,), real_dtype)
-    V = jnp.zeros((m + 1, dim), real_dtype).at[0].set(start / jnp.linalg.norm(start))
+    V = jnp.zeros((m + 1, dim), real_dtype).at[0].set(start)
     U = jnp.zeros((m, dim), real_dtype)
     B = jnp.zeros((m, m + 1), real_dtype)
     square = jnp.zeros((m, m), real_dtype)

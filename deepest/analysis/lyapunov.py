@@ -71,14 +71,15 @@ def lyapunov_spectrum(
     num_exponents: int | None = None,
     transient_steps: int = 0,
 ) -> LyapunovSpectrum:
-    """Lyapunov spectrum of the discrete system y_{n+1} = step(t_n, y_n), t_n = t0 + n h.
+    """Lyapunov spectrum of the discrete system y_{n+1} = step(t_n, y_n, None), t_n = t0 + n h.
 
-    λ_i = 1/(N h) Σ_n log|(R_n)_ii| with J_n Q_n = Q_{n+1} R_n, J_n = ∂step(t_n, ·)/∂y (y_n),
+    λ_i = 1/(N h) Σ_n log|(R_n)_ii| with J_n Q_n = Q_{n+1} R_n, J_n = ∂step(t_n, ·, None)/∂y (y_n),
     and Q_0 the first k columns of the identity (a deterministic start; the transient rotates
     it towards the Oseledets directions).
 
     Args:
-        step: a differentiable function (t, y) ↦ y_next on 1-D states.
+        step: a differentiable function (t, y, args) ↦ y_next on 1-D states, called with
+            args = None (the signature of a field, so that one function serves both).
         y0: the initial state, shape (d,).
         num_steps: N ≥ 1, the steps averaged (after the transient).
         step_size: h > 0, the time one step stands for; exponents are per unit time
@@ -96,14 +97,14 @@ def lyapunov_spectrum(
     `lax.scan` runs all steps, under `jax.jit` and `jax.vmap` (e.g. over initial states).
 
     Example:
-        >>> def henon(t, y):
+        >>> def henon(t, y, args):
         ...     return jnp.stack([1 - 1.4 * y[0] ** 2 + y[1], 0.3 * y[0]])
         >>> spectrum = lyapunov_spectrum(henon, jnp.zeros(2), num_steps=100_000, transient_steps=1000)
         >>> spectrum.exponents   # ≈ (0.419, −1.623); their sum is ln 0.3
     """
     step_size, times = _uniform_times(t0, step_size, num_steps, transient_steps)
     return _qr_spectrum(
-        lambda t, t_next, y: step(t, y), y0, times, step_size, num_steps, num_exponents, transient_steps
+        lambda t, t_next, y: step(t, y, None), y0, times, step_size, num_steps, num_exponents, transient_steps
     )
 
 
@@ -120,7 +121,7 @@ def flow_lyapunov_spectrum(
     root_rtol: float = 1e-6,
     root_atol: float = 1e-6,
 ) -> LyapunovSpectrum:
-    """Lyapunov spectrum of the flow y' = field(t, y), discretised by a named deepest solver.
+    """Lyapunov spectrum of the flow y' = field(t, y, None), discretised by a named deepest solver.
 
     The step map is one step of `solver` with step h, y_{n+1} = Φ_h(t_n, y_n), and J_n is its
     exact Jacobian (forward-mode through the solver's stages). The result is the spectrum of
@@ -129,8 +130,9 @@ def flow_lyapunov_spectrum(
     to the mean divergence of the field as h → 0.
 
     Args:
-        field: any callable field(t, y) on 1-D states (a `deepest.fields` field or a plain
-            function); `semi_implicit_euler` needs an `AbstractSeparableField`.
+        field: any callable field(t, y, args) on 1-D states, called with args = None (a
+            `deepest.fields` field, or a plain function with diffrax's signature of a vector
+            field); `semi_implicit_euler` needs an `AbstractSeparableField`.
         y0: the initial state, shape (d,).
         solver: a one-step solver from `deepest.SOLVERS` (not the two-step
             `leapfrog_midpoint`, `reversible_heun`).
@@ -140,7 +142,7 @@ def flow_lyapunov_spectrum(
         root_rtol, root_atol: root-finder tolerances of the implicit solvers.
 
     Example:
-        >>> def lorenz(t, y):
+        >>> def lorenz(t, y, args):
         ...     x, u, z = y
         ...     return jnp.stack([10 * (u - x), x * (28 - z) - u, x * u - 8 / 3 * z])
         >>> spectrum = flow_lyapunov_spectrum(

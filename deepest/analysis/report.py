@@ -12,7 +12,7 @@ import numpy as np
 
 from ..network import SolverNet
 from ..solvers import MULTISTEP, describe_solver
-from .gradients import GradientNorms, InputOutputSpectrum, gradient_norms, io_jacobian_singular_values
+from .gradients import REGIME_FACTOR, GradientNorms, InputOutputSpectrum, gradient_norms, io_jacobian_singular_values
 from .spectra import JacobianSpectrum, jacobian_spectrum
 
 
@@ -27,13 +27,13 @@ class StabilityReport:
         io: singular values of ∂y_L/∂y_0 (`io_jacobian_singular_values`), whence the
             finite-time Lyapunov exponents (1/T) ln σ_i of each sample; None if not asked for.
         regime_factor: the gradient change across depth beyond which the profile counts as
-            vanishing or exploding (`GradientNorms.regime`).
+            vanishing or exploding (`GradientNorms.regime`; default `REGIME_FACTOR`).
     """
 
     spectrum: JacobianSpectrum
     gradients: GradientNorms | None
     io: InputOutputSpectrum | None
-    regime_factor: float = 10.0
+    regime_factor: float = REGIME_FACTOR
 
     @property
     def fraction_outside(self) -> float:
@@ -130,8 +130,7 @@ def stability_report(
     *,
     gradients: bool = True,
     io_jacobian: bool = True,
-    regime_factor: float = 10.0,
-    key=None,
+    regime_factor: float = REGIME_FACTOR,
 ) -> StabilityReport:
     """Run the stability analyses of `net` on a batch and collect them.
 
@@ -143,7 +142,6 @@ def stability_report(
         io_jacobian: compute the input–output singular values and finite-time Lyapunov
             exponents. The Jacobian spectrum against the region is always computed.
         regime_factor: see `GradientNorms.regime`.
-        key: start vectors of the matrix-free estimates (large states only).
 
     Example:
         >>> report = deepest.analysis.stability_report(net, xs[:64], labels[:64], loss_fn)
@@ -151,9 +149,9 @@ def stability_report(
     """
     one_step = net.solver not in MULTISTEP
     return StabilityReport(
-        spectrum=jacobian_spectrum(net, xs, key=key),
-        gradients=gradient_norms(net, loss_fn, xs, targets) if gradients and one_step else None,
-        io=io_jacobian_singular_values(net, xs, key=key) if io_jacobian else None,
+        spectrum=jacobian_spectrum(net, xs),
+        gradients=gradient_norms(net, xs, targets, loss_fn) if gradients and one_step else None,
+        io=io_jacobian_singular_values(net, xs) if io_jacobian else None,
         regime_factor=regime_factor,
     )
 
