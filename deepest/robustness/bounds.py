@@ -119,7 +119,7 @@ def _layer_jacobians(net, xs):
                 return next_state, next_state
 
             step_jacobian, next_state = jax.jacfwd(step, has_aux=True)(state)
-            field_jacobian = jax.jacfwd(lambda y: net.field(t, y))(state)
+            field_jacobian = jax.jacfwd(lambda y: net.field(t, y, None))(state)
             return next_state, (field_jacobian, step_jacobian)
 
         _, jacobians = jax.lax.scan(one_layer, net.encode(x), (times[:-1], times[1:]))

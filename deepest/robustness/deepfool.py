@@ -23,10 +23,11 @@ from jaxtyping import Array, Bool, Float, Int
 
 from ._balls import l2_norm
 from ._classifier import check_inputs, check_positive_integer, logits
+from .attack_result import AbstractAttackResult
 
 
-class DeepFoolResult(eqx.Module):
-    """What DeepFool found, per sample.
+class DeepFoolResult(AbstractAttackResult):
+    """What DeepFool found, per sample (`perturbation_norm` is ‖r‖₂).
 
     Fields:
         perturbation: (batch, ...) r = (1 + overshoot) Σ_i r_i; `perturbation / (1 + overshoot)`
@@ -48,11 +49,6 @@ class DeepFoolResult(eqx.Module):
     original_class: Int[Array, " batch"]
     adversarial_class: Int[Array, " batch"]
     overshoot: float = eqx.field(static=True)
-
-    @property
-    def norm(self) -> Float[Array, " batch"]:
-        """‖r‖₂ per sample (the flattened perturbation)."""
-        return jax.vmap(l2_norm)(self.perturbation)
 
 
 def deepfool(

@@ -35,7 +35,7 @@ class RobustAccuracy(eqx.Module):
         return jnp.mean(self.clean, dtype=self.epsilons.dtype)
 
 
-def robust_accuracy(model, xs, labels, epsilons, attack=fgsm) -> RobustAccuracy:
+def robust_accuracy(model, xs, labels, epsilons, *, attack=fgsm) -> RobustAccuracy:
     """Accuracy under `attack` at each budget in `epsilons`, as measured.
 
     The worst case over a ball can only get worse as the ball grows, but an attack is a
@@ -48,8 +48,9 @@ def robust_accuracy(model, xs, labels, epsilons, attack=fgsm) -> RobustAccuracy:
         xs: inputs, shape (batch, ...).
         labels: integer labels, shape (batch,).
         epsilons: the budgets, a 1-D sequence of non-negative numbers.
-        attack: attack(model, xs, labels, epsilon) -> adversarial xs, traceable (e.g. `fgsm`,
-            or `functools.partial(pgd, num_steps=20, key=key)`).
+        attack: attack(model, xs, labels, epsilon) -> an `AbstractAttackResult`, whose
+            `.adversarial` inputs are classified; traceable (e.g. `fgsm`, or
+            `functools.partial(pgd, num_steps=20, key=key)`).
 
     Returns:
         A `RobustAccuracy`. One jitted loop over the budgets.
@@ -72,7 +73,7 @@ def robust_accuracy(model, xs, labels, epsilons, attack=fgsm) -> RobustAccuracy:
 def _robust_accuracy(attack, model, xs, labels, epsilons):
     def correct_at(epsilon):
         budget = jnp.full(xs.shape[0], epsilon)
-        return predict(model, attack(model, xs, labels, budget)) == labels
+        return predict(model, attack(model, xs, labels, budget).adversarial) == labels
 
     correct = jax.lax.map(correct_at, epsilons)
     return RobustAccuracy(epsilons=epsilons, correct=correct, clean=predict(model, xs) == labels)
@@ -87,7 +88,7 @@ def adversarial_ratio(xs, perturbations) -> Float[Array, ""]:
     Args:
         xs: inputs, shape (batch, ...).
         perturbations: r, the same shape (e.g. `deepfool(...).perturbation`, or
-            `minimal_epsilon(fgsm, ...).perturbation`).
+            `minimal_epsilon(net, xs, labels, attack=fgsm, high=1.0).perturbation`).
 
     Example:
         >>> deepest.robustness.adversarial_ratio(xs, deepest.robustness.deepfool(net, xs).perturbation)

@@ -9,9 +9,10 @@ import jax
 
 from . import _balls
 from ._classifier import check_epsilon, check_inputs, check_norm, loss
+from .attack_result import AttackResult
 
 
-def fgsm(model, xs, labels, epsilon, norm: str = "linf"):
+def fgsm(model, xs, labels, epsilon, *, norm: str = "linf") -> AttackResult:
     """Adversarial inputs x + ε sign(∇ₓ L(x, y)) (L∞) or x + ε ∇ₓL/‖∇ₓL‖₂ (L2).
 
     L is the cross-entropy of the model's logits against the label. Against an affine binary
@@ -28,12 +29,12 @@ def fgsm(model, xs, labels, epsilon, norm: str = "linf"):
         norm: "linf" or "l2".
 
     Returns:
-        The adversarial inputs, shape of xs (not clipped to any input domain such as [0, 1]).
+        An `AttackResult`: `.adversarial` x + r and `.perturbation` r = ε d, shape of xs.
         Jitted: a new epsilon does not recompile.
 
     Example:
-        >>> adversarial = deepest.robustness.fgsm(net, xs, labels, 0.1)
-        >>> jnp.mean(deepest.robustness.predict(net, adversarial) == labels)
+        >>> attacked = deepest.robustness.fgsm(net, xs, labels, 0.1)
+        >>> jnp.mean(deepest.robustness.predict(net, attacked.adversarial) == labels)
     """
     xs, labels = check_inputs(xs, labels, "fgsm")
     norm = check_norm(norm)
@@ -44,6 +45,7 @@ def fgsm(model, xs, labels, epsilon, norm: str = "linf"):
 def _fgsm(model, xs, labels, epsilon, norm):
     def one_sample(x, label, budget):
         gradient = jax.grad(lambda point: loss(model, point, label))(x)
-        return x + budget * _balls.steepest_ascent(gradient, norm)
+        return budget * _balls.steepest_ascent(gradient, norm)
 
-    return jax.vmap(one_sample)(xs, labels, epsilon)
+    perturbation = jax.vmap(one_sample)(xs, labels, epsilon)
+    return AttackResult(adversarial=xs + perturbation, perturbation=perturbation)

@@ -7,9 +7,11 @@ to adversarial attacks" (2018, arXiv:1706.06083).
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jaxtyping import PRNGKeyArray
 
 from . import _balls
 from ._classifier import check_epsilon, check_inputs, check_norm, check_positive_integer, loss
+from .attack_result import AttackResult
 
 
 def pgd(
@@ -22,8 +24,8 @@ def pgd(
     num_steps: int = 40,
     step_size=None,
     random_start: bool = True,
-    key=None,
-):
+    key: PRNGKeyArray,
+) -> AttackResult:
     """Adversarial inputs by projected gradient ascent on the loss within ‖x' − x‖ ≤ ε.
 
     x^{n+1} = x + Π_ε(x^n + α d(∇ₓL(x^n, y)) − x), with d the steepest-ascent direction of the
@@ -44,14 +46,16 @@ def pgd(
         step_size: α, a number or one per sample; default 2.5 ε / N (Madry et al.): the N
             steps together travel 2.5 ε, more than the ball's diameter.
         random_start: start from a uniform point of the ball (needs `key`).
-        key: PRNG key of the random starts (one per sample is split from it).
+        key: PRNG key of the random starts (one per sample is split from it); unused with
+            random_start=False.
 
     Returns:
-        The adversarial inputs, shape of xs (not clipped to any input domain such as [0, 1]).
+        An `AttackResult`: `.adversarial` the chosen iterate x', `.perturbation` x' − x.
         Jitted: new budgets and keys do not recompile.
 
     Example:
-        >>> adversarial = deepest.robustness.pgd(net, xs, labels, 0.1, num_steps=20, key=key)
+        >>> attacked = deepest.robustness.pgd(net, xs, labels, 0.1, num_steps=20, key=key)
+        >>> attacked.adversarial
     """
     xs, labels = check_inputs(xs, labels, "pgd")
     norm = check_norm(norm)
@@ -61,10 +65,6 @@ def pgd(
         step_size = 2.5 * epsilon / num_steps
     else:
         step_size = check_epsilon(step_size, xs, "step_size", positive=True)
-    if random_start and key is None:
-        raise ValueError(
-            "pgd with random_start=True needs a PRNG key: pass key=jax.random.PRNGKey(...), or random_start=False."
-        )
     return _pgd(model, xs, labels, epsilon, step_size, key if random_start else None, norm, num_steps)
 
 
@@ -92,4 +92,5 @@ def _pgd(model, xs, labels, epsilon, step_size, key, norm, num_steps):
         (last, best, best_loss), _ = jax.lax.scan(ascend, initial, length=num_steps)
         return jnp.where(loss(model, last, label) > best_loss, last, best)
 
-    return jax.vmap(one_sample)(xs, starts, labels, epsilon, step_size)
+    adversarial = jax.vmap(one_sample)(xs, starts, labels, epsilon, step_size)
+    return AttackResult(adversarial=adversarial, perturbation=adversarial - xs)

@@ -7,6 +7,7 @@ from jaxtyping import Array, Bool, Float
 
 from ._balls import l2_norm
 from ._classifier import check_inputs, check_positive_integer, predict
+from .fgsm import fgsm
 
 
 class MinimalEpsilon(eqx.Module):
@@ -36,11 +37,11 @@ class MinimalEpsilon(eqx.Module):
 
 
 def minimal_epsilon(
-    attack, model, xs, labels, *, low: float = 0.0, high: float, num_bisections: int = 20
+    model, xs, labels, *, attack=fgsm, low: float = 0.0, high: float, num_bisections: int = 20
 ) -> MinimalEpsilon:
     """Bisect each sample's budget between `low` and `high` for the attack's success threshold.
 
-    Success at ε means argmax model(attack(model, x, y, ε)) ≠ y. If the attack fails at a and
+    Success at ε means argmax model(attack(model, x, y, ε).adversarial) ≠ y. If the attack fails at a and
     succeeds at b, ε = (a + b)/2 replaces b on success and a on failure; after n bisections the
     bracket is (high − low)/2^n wide. The result is the smallest budget found, exact (to the
     tolerance) when success is monotone in ε, as for FGSM on an affine model; otherwise it is
@@ -50,12 +51,12 @@ def minimal_epsilon(
     `labels=deepest.robustness.predict(model, xs)`.
 
     Args:
-        attack: attack(model, xs, labels, epsilon) -> adversarial xs, with epsilon one per
-            sample, shape (batch,), and traceable (every attack here is; bind options with
-            `functools.partial(pgd, num_steps=20, key=key)`).
         model: a classifier for one sample (see `deepest.robustness`).
         xs: inputs, shape (batch, ...).
         labels: integer labels, shape (batch,).
+        attack: attack(model, xs, labels, epsilon) -> an `AbstractAttackResult`, with epsilon
+            one per sample, shape (batch,), and traceable (every attack here is; bind options
+            with `functools.partial(pgd, num_steps=20, key=key)`).
         low, high: the bracket, 0 ≤ low < high.
         num_bisections: halvings of the bracket.
 
@@ -63,7 +64,7 @@ def minimal_epsilon(
         A `MinimalEpsilon`. The whole search is one jitted loop.
 
     Example:
-        >>> found = deepest.robustness.minimal_epsilon(deepest.robustness.fgsm, net, xs, labels, high=2.0)
+        >>> found = deepest.robustness.minimal_epsilon(net, xs, labels, attack=deepest.robustness.fgsm, high=2.0)
         >>> deepest.robustness.adversarial_ratio(xs, found.perturbation)
     """
     xs, labels = check_inputs(xs, labels, "minimal_epsilon")
@@ -79,7 +80,7 @@ def minimal_epsilon(
 @eqx.filter_jit
 def _minimal_epsilon(attack, model, xs, labels, low, high, num_bisections, tolerance):
     def succeeds(budget):
-        adversarial = attack(model, xs, labels, budget)
+        adversarial = attack(model, xs, labels, budget).adversarial
         return predict(model, adversarial) != labels, adversarial
 
     batch = xs.shape[0]

@@ -1,24 +1,95 @@
-"""One robustness summary of a trained classifier, as plain numbers for summary.json.
+"""One robustness summary of a trained classifier: the attacks' results, and their headline
+numbers as plain values for summary.json (`RobustnessSummary.to_dict`).
 
 The experiment runner calls this on the analysis subset of the test split
 (`[analysis] robustness = true`); it is also the one-call overview in a notebook.
 """
 
+import dataclasses
 import functools
 
 import numpy as np
+from jaxtyping import Array
 
 from ..layers import check_one_step
 from ..network import SolverNet
 from ._classifier import check_norm, check_positive_integer, predict
-from .bounds import gronwall_bound
-from .deepfool import deepfool
-from .evaluation import adversarial_ratio, robust_accuracy
+from .bounds import GronwallBound, gronwall_bound
+from .deepfool import DeepFoolResult, deepfool
+from .evaluation import RobustAccuracy, adversarial_ratio, robust_accuracy
 from .fgsm import fgsm
 from .pgd import pgd
-from .search import minimal_epsilon
+from .search import MinimalEpsilon, minimal_epsilon
 
 ATTACKS = ("fgsm", "pgd")
+
+
+@dataclasses.dataclass(frozen=True)
+class RobustnessSummary:
+    """The attacks on one classifier and one batch, and the headline numbers drawn from them.
+
+    Fields:
+        attack: the robust-accuracy attack, one of `ATTACKS`.
+        norm: its norm, "linf" or "l2".
+        epsilons: the budgets, as given.
+        inputs: (batch, ...) the attacked inputs x, against which ρ_adv is measured.
+        accuracy: the robust accuracy at each budget (`robust_accuracy`).
+        deepfool: DeepFool's minimal L2 perturbations (`deepfool`).
+        minimal_fgsm: the smallest L∞ FGSM budgets that flip the prediction (`minimal_epsilon`).
+        growth: the Grönwall bounds (`gronwall_bound`); None for a model that is not a
+            fixed-step `SolverNet` with a one-step solver.
+    """
+
+    attack: str
+    norm: str
+    epsilons: tuple[float, ...]
+    inputs: Array | np.ndarray
+    accuracy: RobustAccuracy
+    deepfool: DeepFoolResult
+    minimal_fgsm: MinimalEpsilon
+    growth: GronwallBound | None
+
+    @property
+    def robust_accuracy(self) -> np.ndarray:
+        """The share of samples still classified correctly at each budget, counted in float64
+        from the per-sample outcomes: exactly k/n, whatever the input dtype."""
+        return np.mean(np.asarray(self.accuracy.correct), axis=-1)
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(np.mean(np.asarray(self.accuracy.clean)))
+
+    @property
+    def rho_deepfool(self) -> float:
+        """ρ_adv = E‖r‖₂/‖x‖₂ of DeepFool (every sample: it flips the prediction, whatever the label)."""
+        return float(adversarial_ratio(self.inputs, self.deepfool.perturbation))
+
+    @property
+    def rho_fgsm(self) -> float:
+        """ρ_adv of the smallest flipping L∞ FGSM perturbation, over the samples it could flip."""
+        return float(adversarial_ratio(self.inputs, self.minimal_fgsm.perturbation))
+
+    @property
+    def growth_bound(self) -> float | None:
+        """The median over samples of the discrete bound Π_k ‖∂y_{k+1}/∂y_k‖₂."""
+        return None if self.growth is None else float(np.median(self.growth.discrete))
+
+    def to_dict(self) -> dict:
+        """Headline numbers as plain Python values for JSON; NaN and ±inf become None."""
+        accuracy = self.robust_accuracy
+        return {
+            "attack": self.attack,
+            "norm": self.norm,
+            "epsilons": list(self.epsilons),
+            "clean_accuracy": _float(self.clean_accuracy),
+            "robust_accuracy": _floats(accuracy),
+            "mean_robust_accuracy": _float(np.mean(accuracy)),
+            "rho_deepfool": _float(self.rho_deepfool),
+            "deepfool_flipped": _float(np.mean(self.deepfool.flipped)),
+            "rho_fgsm": _float(self.rho_fgsm),
+            "fgsm_flipped": _float(np.mean(self.minimal_fgsm.found)),
+            "growth_bound": None if self.growth_bound is None else _float(self.growth_bound),
+        }
 
 
 def robustness_summary(
@@ -32,7 +103,7 @@ def robustness_summary(
     pgd_steps: int = 10,
     fgsm_high: float = 4.0,
     key,
-) -> dict:
+) -> RobustnessSummary:
     """Clean and robust accuracy, the adversarial ratios ρ_adv of DeepFool and FGSM, and the
     discrete growth bound Π_k ‖∂y_{k+1}/∂y_k‖₂ (median over samples).
 
@@ -57,10 +128,11 @@ def robustness_summary(
         key: PGD's random starts.
 
     Returns:
-        A dict of floats and lists of floats (JSON-ready; NaN becomes None).
+        A `RobustnessSummary`; its `to_dict()` is what a run's summary.json holds.
 
     Example:
-        >>> deepest.robustness.robustness_summary(net, xs, labels, epsilons=[0.1, 0.2], key=key)
+        >>> summary = deepest.robustness.robustness_summary(net, xs, labels, epsilons=[0.1, 0.2], key=key)
+        >>> summary.rho_deepfool, summary.to_dict()
 
     Reference: Moosavi-Dezfooli, Fawzi & Frossard (2016, arXiv:1511.04599) for ρ_adv.
     """
@@ -72,35 +144,27 @@ def robustness_summary(
         chosen = functools.partial(pgd, norm=norm, num_steps=pgd_steps, key=key)
     else:
         chosen = functools.partial(fgsm, norm=norm)
-    attacked = robust_accuracy(model, xs, labels, epsilons, attack=chosen)
-    # Shares counted in float64 from the per-sample outcomes: exactly k/n, whatever the input dtype.
-    accuracy, clean_accuracy = np.mean(np.asarray(attacked.correct), axis=-1), np.mean(np.asarray(attacked.clean))
     predicted = predict(model, xs)
-    fooled = deepfool(model, xs)
-    smallest_fgsm = minimal_epsilon(fgsm, model, xs, predicted, high=fgsm_high, num_bisections=16)
-    return {
-        "attack": attack,
-        "norm": norm,
-        "epsilons": [float(epsilon) for epsilon in epsilons],
-        "clean_accuracy": _float(clean_accuracy),
-        "robust_accuracy": _floats(accuracy),
-        "mean_robust_accuracy": _float(np.mean(accuracy)),
-        "rho_deepfool": _float(adversarial_ratio(xs, fooled.perturbation)),
-        "deepfool_flipped": _float(np.mean(fooled.flipped)),
-        "rho_fgsm": _float(adversarial_ratio(xs, smallest_fgsm.perturbation)),
-        "fgsm_flipped": _float(np.mean(smallest_fgsm.found)),
-        "growth_bound": _growth_bound(model, xs),
-    }
+    return RobustnessSummary(
+        attack=attack,
+        norm=norm,
+        epsilons=tuple(float(epsilon) for epsilon in epsilons),
+        inputs=xs,
+        accuracy=robust_accuracy(model, xs, labels, epsilons, attack=chosen),
+        deepfool=deepfool(model, xs),
+        minimal_fgsm=minimal_epsilon(model, xs, predicted, attack=fgsm, high=fgsm_high, num_bisections=16),
+        growth=_growth(model, xs),
+    )
 
 
-def _growth_bound(model, xs):
+def _growth(model, xs) -> GronwallBound | None:
     if not isinstance(model, SolverNet) or model.num_steps is None:
         return None
     try:
         check_one_step(model, "The growth bound")
     except ValueError:  # two-step solvers have no one-step layer map to take the norm of
         return None
-    return _float(np.median(gronwall_bound(model, xs).discrete))
+    return gronwall_bound(model, xs)
 
 
 def _float(value):
