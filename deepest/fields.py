@@ -6,6 +6,7 @@ field) and the discretisation (which solver, which step) are independent choices
 """
 
 import abc
+import inspect
 import math
 from collections.abc import Sequence
 
@@ -439,3 +440,39 @@ class PerLayer(AbstractVectorField):
 
     def __call__(self, t, y, args=None):
         return self.layer(self.layer_index(t))(t, y, args)
+
+
+def _linear(state_dim: int, scale: float = 1.0, *, key: PRNGKeyArray | None = None) -> Linear:
+    """Linear(−scale·I): every eigenvalue is −scale, so a step h puts h·λ at −scale·h.
+    Deterministic: `key` is taken only to be called as every entry of `FIELDS` is."""
+    return Linear(-scale * jnp.eye(state_dim))
+
+
+# The fields a config names (`[model] field`): name -> constructor(state_dim, ..., *, key).
+FIELDS = {
+    "mlp": MLP,
+    "linear": _linear,
+    "antisymmetric": Antisymmetric,
+    "hamiltonian": Hamiltonian,
+    "parabolic": Parabolic,
+    "second_order": SecondOrder,
+}
+# The fields whose state is two halves, (Y, Z) or (x, v): their state dimension must be even.
+SPLIT_FIELDS = ("hamiltonian", "second_order")
+
+
+def make_field(name: str, state_dim: int, *, key: PRNGKeyArray, **settings) -> AbstractVectorField:
+    """The field called `name` (a key of `FIELDS`) on a `state_dim`-dimensional state.
+
+    `settings` may name more than the field takes: each constructor gets the settings it has
+    parameters for, so one table (a config's `[model]`: width, depth, activation, gamma, …)
+    describes every field.
+
+    Example:
+        >>> field = make_field("antisymmetric", 4, gamma=0.1, width=32, key=key)  # width unused
+    """
+    if name not in FIELDS:
+        raise ValueError(f"Unknown field {name!r}. Valid fields are: {', '.join(FIELDS)}.")
+    constructor = FIELDS[name]
+    parameters = inspect.signature(constructor).parameters
+    return constructor(state_dim, key=key, **{setting: value for setting, value in settings.items() if setting in parameters})
