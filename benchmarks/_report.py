@@ -13,7 +13,7 @@ import pathlib
 import platform
 import tempfile
 
-from deepest._devices import available_cores
+from deepest._cores import available_cores
 
 # `--write` keeps everything above this line of the README (its hand-written introduction) and
 # replaces everything below it.

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 import deepest as dp
-from deepest._devices import available_cores
+from deepest._cores import available_cores
 
 from . import training_step
 from ._process import run_python

@@ -37,7 +37,7 @@ import statistics
 import tempfile
 import time
 
-from deepest._devices import available_cores
+from deepest._cores import available_cores
 
 from ._process import run_python
 from ._report import Section, Target, significant

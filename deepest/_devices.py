@@ -10,24 +10,16 @@ need a mask in the loss and in every batch diagnostic (largest state norm, solve
 On a CPU it does not pay for the nets this project trains: XLA's partitioner all-reduces the
 weight gradients inside the backward solve, at every solver step, and each device's share of a
 small batch costs nearly as much as the whole batch. Measured on the 2-core machine
-(2026-12-04, `python -m benchmarks --only devices`, table in benchmarks/README.md: a training
-step of `fit`, Euler, tanh MLP of depth 2 on a 4-dimensional state), over three runs: on two
-devices a step took 2.0–9.3 times as long as on one at width 32, batch 128, 4 steps; 1.7–1.9
-times at width 64, batch 256, 20 steps; 0.98–1.2 times at width 128, batch 512, 20 steps. Once
-`fit` stopped paying ~0.3 ms a step to split and rebuild its trees, and ~0.5 ms to redraw the
-epoch's permutation (2026-12-05), one device's step got cheaper and the ratios 3.8, 2.1 and
-0.95; once it kept one step ahead (its width-32 step on one device 0.50 → 0.41 ms), 4.9, 2.3
-and 1.01. One device is therefore the default.
+(`python -m benchmarks --only devices`, table in benchmarks/README.md: a training step of
+`fit`, Euler, tanh MLP of depth 2 on a 4-dimensional state): on two devices a step takes 4.9
+times as long as on one at width 32, batch 128, 4 steps; 2.3 times at width 64, batch 256, 20
+steps; 1.01 times at width 128, batch 512, 20 steps. One device is therefore the default.
 
 CPU devices. JAX shows a CPU as one device unless told otherwise before its backend starts
 (`jax_num_cpu_devices`, or `JAX_NUM_CPU_DEVICES` in the environment when jax is imported).
 The library never changes it; `use_cpu_devices` is called only in processes deepest owns: the
-`deepest run` command (`--devices D`, default 1) and the workers of its process pool. Those
-each get their own share of the cores (`sweep_layout`), pinned by CPU affinity, and D
-devices: XLA sizes its intra-op thread pool by the affinity mask, so W workers together keep
-one busy thread per core, where unpinned each would run its large operations on every core.
-(`--xla_cpu_multi_thread_eigen=false` in XLA_FLAGS does not stop that: measured, a
-single-device step on batch 2048 still keeps two threads busy on two cores.)
+`deepest run` command (`--devices D`, default 1) and the workers of its process pool
+(`deepest.experiment.pool`).
 """
 
 import os
@@ -37,32 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding, SingleDeviceSharding
-
-from ._compilation_cache import use_compilation_cache
-
-
-def available_cores() -> list[int]:
-    """The cores this process may run on: its affinity mask (which a container, `taskset` or
-    a sweep may have narrowed), not the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
-
-
-def sweep_layout(jobs: int, runs: int, cores: list[int]) -> list[list[int]]:
-    """The cores of each of the W = min(jobs, runs) worker processes of a sweep.
-
-    W ≤ len(cores): the cores dealt into W disjoint contiguous shares (sizes differing by at
-    most one); more workers than cores: one core each, round robin. A single share means: run
-    in this process, on all its cores, no pool.
-    """
-    for name, value in (("jobs", jobs), ("runs", runs), ("cores", len(cores))):
-        if value < 1:
-            raise ValueError(f"`{name}` must be a positive integer, got {value}.")
-    workers = min(jobs, runs)
-    if workers > len(cores):
-        return [[cores[index % len(cores)]] for index in range(workers)]
-    return [[int(core) for core in share] for share in np.array_split(np.asarray(cores), workers)]
 
 
 def use_cpu_devices(count: int) -> None:
@@ -80,19 +46,6 @@ def use_cpu_devices(count: int) -> None:
             f"(with {jax.local_device_count()} devices). Call this before any JAX computation, "
             "or set JAX_NUM_CPU_DEVICES before Python starts."
         ) from error
-
-
-def start_worker(shares, devices: int, compilation_cache: str | None) -> None:
-    """A sweep worker's initializer: take one share of the cores from `shares` (a
-    multiprocessing queue holding one per worker, `sweep_layout`), run on it alone, show JAX
-    `devices` CPU devices and, given a directory, share the sweep's compilation cache
-    (`deepest._compilation_cache`)."""
-    cores = shares.get()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cores)
-    use_cpu_devices(devices)
-    if compilation_cache is not None:
-        use_compilation_cache(compilation_cache)
 
 
 def data_parallel_width(batch_size: int, device_count: int) -> int:

@@ -1,6 +1,7 @@
 """The `deepest` command: run experiments, tabulate and report their results.
 
     deepest run experiments/quickstart.toml [--out runs] [--set training.learning_rate=3e-3] [--jobs N] [--devices D] [--no-compilation-cache]
+    deepest run quickstart                   (a shipped experiment by name, as `deepest list` shows them)
     deepest results runs/quickstart [--csv results.csv] [--figure results.png --y test_accuracy --colour model.field --by data.name]
     deepest list
     deepest report runs/quickstart/<run_id>
@@ -11,16 +12,17 @@ run's process D CPU devices, over which training splits every minibatch (`deepes
 the default, one: on the 2-core machine two devices were at best level with it (benchmarks/README.md).
 Compiled programs are kept in OUT/.compilation_cache (`deepest._compilation_cache`), shared by a
 sweep's workers and reused by later invocations; --no-compilation-cache compiles everything anew.
+Figures are drawn off-screen (matplotlib's Agg backend) and written to files.
 """
 
 import argparse
+import os
 import pathlib
 import sys
 
 from . import _devices
 from ._compilation_cache import use_compilation_cache
-
-EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / "experiments"
+from ._cores import available_cores
 
 
 def _run(arguments) -> int:
@@ -47,7 +49,13 @@ def _run(arguments) -> int:
 
     try:
         summaries = run_experiment(
-            arguments.config, overrides=arguments.set, out=arguments.out, jobs=arguments.jobs, devices=arguments.devices, compilation_cache=cache, work_here=fresh
+            arguments.config,
+            overrides=arguments.set,
+            out=arguments.out,
+            jobs=arguments.jobs,
+            devices=arguments.devices,
+            compilation_cache=cache,
+            work_here=fresh,
         )
     except ConfigError as error:
         print(f"deepest run: {arguments.config}: {error}", file=sys.stderr)
@@ -86,22 +94,16 @@ def _results(arguments) -> int:
     return 0
 
 
-def shipped_experiments() -> list[tuple[str, str]]:
-    """(name, description) of every TOML file in experiments/."""
+def _list(arguments) -> int:
     import tomllib
 
-    entries = []
-    for path in sorted(EXPERIMENTS.glob("*.toml")):
-        with open(path, "rb") as file:
-            entries.append((path.stem, tomllib.load(file).get("description", "")))
-    return entries
+    from .experiment.loading import shipped_experiments
 
-
-def _list(arguments) -> int:
-    entries = shipped_experiments()
-    width = max((len(name) for name, _ in entries), default=0)
-    for name, description in entries:
-        print(f"{name.ljust(width)}  {description}")
+    shipped = shipped_experiments()
+    width = max((len(name) for name in shipped), default=0)
+    for name, file in shipped.items():
+        with file.open("rb") as toml:
+            print(f"{name.ljust(width)}  {tomllib.load(toml).get('description', '')}")
     return 0
 
 
@@ -128,10 +130,12 @@ def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="deepest", description="Deep networks as discretised dynamical systems.")
     commands = main.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run an experiment (a TOML config, with its sweep)")
-    run.add_argument("config", help="path to an experiment TOML file, e.g. experiments/quickstart.toml")
+    run.add_argument("config", help="an experiment TOML file, e.g. experiments/quickstart.toml, or a shipped experiment's name, e.g. quickstart")
     run.add_argument("--out", default="runs", help="root of the run directories (default: runs)")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. training.learning_rate=3e-3 (repeatable)")
-    cores = len(_devices.available_cores())
+    run.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. training.learning_rate=3e-3 (repeatable)"
+    )
+    cores = len(available_cores())
     run.add_argument(
         "--jobs",
         type=_positive_integer,
@@ -168,8 +172,18 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     arguments = parser().parse_args(argv)
+    _draw_off_screen()
     return arguments.handler(arguments)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _draw_off_screen() -> None:
+    """Matplotlib's Agg backend for the figures the command writes to files: in this process,
+    and through the environment in the workers a sweep spawns, which draw in processes and
+    threads of their own (a GUI backend wants the main thread). The library never chooses a
+    backend: a notebook keeps its own."""
+    os.environ["MPLBACKEND"] = "Agg"
+    try:
+        import matplotlib
+    except ModuleNotFoundError:  # the `plot` extra is not installed: the runs draw no figures
+        return
+    matplotlib.use("Agg")

@@ -1,13 +1,27 @@
 """Matplotlib figures of deepest's results. Needs the `plot` extra; the core never imports it.
 
-Functions draw on a given `ax` (or a new one) and return it; none calls `plt.show()`.
+Functions draw on a given `ax` (or a new one) and return it, or return a new figure; none calls
+`plt.show()` or chooses matplotlib's backend (a notebook keeps its own, `deepest` draws off-screen).
 """
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from . import stability
+from .analysis.gradients import REGIME_FACTOR
 from .solvers import check_solver_options, describe_solver
+
+# Resolution of every figure deepest writes to a file (run directories, `deepest results --figure`).
+DPI = 110
+
+
+def write_png(figure, file, *, tight: bool = False) -> None:
+    """Write `figure` as a PNG at `DPI` to an open binary file and close it (it was drawn for
+    the file); `tight` crops the margins to what is drawn."""
+    try:
+        figure.savefig(file, format="png", dpi=DPI, **({"bbox_inches": "tight"} if tight else {}))
+    finally:
+        plt.close(figure)
 
 
 def stability_region(solvers, *, points=None, ax=None, extent=None, resolution=400):
@@ -101,7 +115,7 @@ def spectrum_on_region(spectrum, *, solvers=None, ax=None, extent=None, max_poin
     return ax
 
 
-def gradient_profile(gradients, *, ax=None, factor=10.0):
+def gradient_profile(gradients, *, ax=None, factor=REGIME_FACTOR):
     """‖∂L/∂y_k‖ against layer k: the geometric mean over samples (what the slope is fitted
     to), the interquartile band, and the fitted line; `factor` as in `GradientNorms.regime`."""
     if ax is None:
@@ -201,3 +215,52 @@ def stability_report(report):
 def _not_computed(ax, text):
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
     ax.set_axis_off()
+
+
+def training_curves(records):
+    """Loss (log scale) and accuracy against the training step, on the training batch and the
+    test split, from a run's metrics records (`step`, `loss`, `accuracy`, `test_loss`,
+    `test_accuracy`; one pair of curves per `replica` where seeds trained together)."""
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    replicas = sorted({record.get("replica", 0) for record in records})
+    for replica in replicas:
+        own = [record for record in records if record.get("replica", 0) == replica]
+        suffix = f" (replica {replica})" if len(replicas) > 1 else ""
+        steps = [record["step"] for record in own]
+        for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+            axis.plot(steps, [record[metric] for record in own], label=f"train batch{suffix}")
+            axis.plot(steps, [record[f"test_{metric}"] for record in own], label=f"test{suffix}")
+    loss_axis.set_yscale("log")
+    for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+        axis.set_xlabel("step")
+        axis.set_ylabel(metric)
+        axis.legend(fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
+def against_measures(points, correlations, *, y: str, colour_by: str | None = None, by: str | None = None):
+    """A result against each stability measure over the runs of an experiment: one row of
+    panels per group of runs, one panel per measure, titled with Spearman's rank correlation ρ.
+
+    Args:
+        points: {group: {colour: {column: values}}}: for each group and each value of
+            `colour_by` (its label), the runs' values of `y` and of every measure (NaN: none).
+        correlations: {group: {measure: ρ}}; its measures, in order, are the panels of a row.
+        y: the column on the vertical axes.
+        colour_by: the config key whose values the colours are (the legend's title).
+        by: the config key the runs were split into groups by (None: one group).
+    """
+    measures = list(next(iter(correlations.values())))
+    figure, axes = plt.subplots(len(points), len(measures), figsize=(3.4 * len(measures), 3.2 * len(points)), sharey="row", squeeze=False)
+    for axes_row, (group, colours) in zip(axes, points.items()):
+        for axis, measure in zip(axes_row, measures):
+            for colour, columns in colours.items():
+                axis.scatter(columns[measure], columns[y], s=22, alpha=0.8, label=colour)
+            axis.set_xlabel(measure)
+            where = f"{group}: " if by else ""
+            axis.set_title(f"{where}Spearman ρ = {correlations[group][measure]:.2f}", fontsize="medium")
+        axes_row[0].set_ylabel(y)
+    axes[0, -1].legend(title=colour_by, fontsize="small", loc="best")
+    figure.tight_layout()
+    return figure

@@ -1,4 +1,4 @@
-"""Data-parallel training equals one device; a sweep gives each worker its own cores."""
+"""Data-parallel training equals one device; a process shows JAX the CPU devices it is given."""
 
 import json
 import os
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import deepest as dp
-from deepest import _devices, cli, train
+from deepest import _devices
 
 # Trains a net on moons with a random regulariser (its probes are drawn inside the sharded
 # step), recording the device count of every minibatch the step saw. The same code runs here on
@@ -84,7 +84,10 @@ def test_training_on_two_cpu_devices_equals_one_device(tmp_path):
     # This process's JAX has started with one device: the two-device side needs its own.
     finished = subprocess.run(
         [sys.executable, "-c", TWO_DEVICES, TRAINING, str(inputs), str(outputs)],
-        env={**os.environ, "JAX_NUM_CPU_DEVICES": "2"}, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "JAX_NUM_CPU_DEVICES": "2"},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert finished.returncode == 0, finished.stderr
     two = json.loads(finished.stdout.splitlines()[-1])
@@ -110,41 +113,6 @@ def test_a_minibatch_is_split_over_the_most_devices_that_divide_it():
     assert [_devices.data_parallel_width(batch, 4) for batch in (256, 6, 9, 7, 2)] == [4, 3, 3, 1, 2]
     with pytest.raises(ValueError, match="`devices` is empty"):
         _devices.batch_shardings(8, [])
-
-
-def test_sweeps_give_each_worker_its_own_cores():
-    # (jobs, runs, cores) -> the cores of each worker; a single share runs in this process.
-    assert _devices.sweep_layout(1, 4, [0, 1]) == [[0, 1]]
-    assert _devices.sweep_layout(2, 1, [0, 1]) == [[0, 1]]
-    assert _devices.sweep_layout(2, 4, [0, 1]) == [[0], [1]]
-    assert _devices.sweep_layout(4, 3, list(range(16))) == [list(range(6)), list(range(6, 11)), list(range(11, 16))]
-    assert _devices.sweep_layout(3, 8, [0, 1]) == [[0], [1], [0]]  # more jobs than cores: one each
-    with pytest.raises(ValueError, match="`jobs` must be a positive integer, got 0"):
-        _devices.sweep_layout(0, 4, [0, 1])
-    cores = _devices.available_cores()
-    assert cli.parser().parse_args(["run", "x.toml"]).jobs == len(cores) == len(os.sched_getaffinity(0))
-    assert cli.parser().parse_args(["run", "x.toml"]).devices == 1
-    assert not cli.parser().parse_args(["run", "x.toml"]).no_compilation_cache
-    assert cli.parser().parse_args(["run", "x.toml", "--no-compilation-cache"]).no_compilation_cache
-    for option in ("--jobs", "--devices"):
-        with pytest.raises(SystemExit):
-            cli.parser().parse_args(["run", "x.toml", option, "0"])
-
-
-def test_a_sweep_worker_runs_on_its_share_with_the_devices_asked_for():
-    # The worker's initializer in a process of its own, as the spawn pool runs it.
-    script = (
-        "import multiprocessing, os, jax\n"
-        "from deepest import _devices\n"
-        "shares = multiprocessing.get_context('spawn').Queue()\n"
-        "shares.put([0])\n"
-        "_devices.start_worker(shares, 2, None)\n"
-        "print(sorted(os.sched_getaffinity(0)), jax.config.jax_num_cpu_devices, jax.local_device_count())\n"
-    )
-    environment = {name: value for name, value in os.environ.items() if name != "JAX_NUM_CPU_DEVICES"}
-    finished = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=60)
-    assert finished.returncode == 0, finished.stderr
-    assert finished.stdout.split() == ["[0]", "2", "2"]  # the count set (unset it reads -1), then used
 
 
 def test_cpu_devices_cannot_change_once_jax_has_started(monkeypatch):

@@ -4,6 +4,7 @@ import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 
 import deepest as dp
 
@@ -36,3 +37,40 @@ def test_gradient_profile_of_a_diverged_net_bands_its_finite_norms_without_warni
         np.testing.assert_allclose([heights.min(), heights.max()], edges)
     assert not np.any(vertices[:, 0] == 2)
     plt.close(ax.figure)
+
+
+def test_training_curves_draw_each_replica_and_write_png_closes_the_figure_at_the_named_dpi(tmp_path):
+    from PIL import Image
+
+    records = [
+        {"step": step, "replica": replica, "loss": 1 / step, "accuracy": 0.5, "test_loss": 2 / step, "test_accuracy": 0.4}
+        for step in (1, 2, 3)
+        for replica in (0, 1)
+    ]
+    figure = dp.plot.training_curves(records)
+    loss_axis, accuracy_axis = figure.axes
+    assert [line.get_label() for line in loss_axis.lines] == [
+        "train batch (replica 0)",
+        "test (replica 0)",
+        "train batch (replica 1)",
+        "test (replica 1)",
+    ]
+    np.testing.assert_allclose(loss_axis.lines[1].get_ydata(), [2, 1, 2 / 3])
+    with open(tmp_path / "training.png", "wb") as file:
+        dp.plot.write_png(figure, file)
+    assert not plt.fignum_exists(figure.number)
+    assert Image.open(tmp_path / "training.png").info["dpi"] == pytest.approx((dp.plot.DPI, dp.plot.DPI), abs=0.01)
+
+
+def test_against_measures_draws_one_panel_per_group_and_measure():
+    points = {
+        "data.name=moons": {"euler": {"test_accuracy": [0.9, 0.8], "outside": [0.1, 0.5], "max_growth": [1.0, 2.0]}},
+        "data.name=digits": {"euler": {"test_accuracy": [0.7], "outside": [0.2], "max_growth": [np.nan]}},
+    }
+    correlations = {"data.name=moons": {"outside": -1.0, "max_growth": -1.0}, "data.name=digits": {"outside": np.nan, "max_growth": np.nan}}
+    figure = dp.plot.against_measures(points, correlations, y="test_accuracy", colour_by="discretisation.solver", by="data.name")
+    axes = np.asarray(figure.axes).reshape(2, 2)
+    np.testing.assert_allclose(axes[0, 0].collections[0].get_offsets(), [[0.1, 0.9], [0.5, 0.8]])
+    assert axes[0, 1].get_title() == "data.name=moons: Spearman ρ = -1.00" and axes[1, 0].get_ylabel() == "test_accuracy"
+    assert axes[0, 1].get_legend().get_title().get_text() == "discretisation.solver"
+    plt.close(figure)

@@ -1,34 +1,29 @@
-"""Experiment configs: TOML files loaded into frozen, validated dataclasses.
+"""The experiment schema: frozen, validated dataclasses, one per table of a config.
 
-A config is data. Every key has its default here, in the schema; a file overrides some of
-them, and `--set section.key=value` overrides the file. Validation happens before anything
-is written: an unknown key names the closest valid one, a wrong type or range names the key,
-the value and what is allowed.
+A config is data. Every key has its default here; a file overrides some of them, and
+`--set section.key=value` overrides the file (`deepest.experiment.loading`). Validation happens
+before anything is written: an unknown key names the closest valid one, a wrong type or range
+names the key, the value and what is allowed.
 
     [data]            dataset and split          [training]    optimiser, steps, batches
     [model]           the vector field           [evaluation]  other discretisations to test at
     [discretisation]  solver, steps, adjoint     [analysis]    stability report, attacks
     [regularisation]  weights of the regularisers added to the loss
-    [sweep]           grid / zip over dotted keys (expanded by `deepest.experiment.sweep`)
 """
 
 import dataclasses
 import difflib
 import math
 import re
-import tomllib
 import typing
 
 from ..data import DATASETS
-from ..fields import ACTIVATIONS
+from ..fields import ACTIVATIONS, FIELDS
 from ..network import ADJOINTS, BATCH_STEPPING
 from ..robustness import ATTACKS, NORMS
 from ..solvers import MULTISTEP, PARTITIONED, SOLVERS, supports_adaptive
 from ..train import OPTIMISERS, SCHEDULES
 
-FIELDS = ("mlp", "linear", "antisymmetric", "hamiltonian", "parabolic", "second_order")
-# The fields whose state is two halves, (Y, Z) or (x, v): the state dimension must be even.
-SPLIT_FIELDS = ("hamiltonian", "second_order")
 # Seeds go to NumPy, scikit-learn and jax.random.PRNGKey, which all take [0, 2³²).
 _SEEDS = f"an integer in [0, {2**32})"
 
@@ -58,7 +53,12 @@ class DataConfig:
         _require(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "a number in (0, 1)")
         _require(0 <= self.seed < 2**32, "data.seed", self.seed, _SEEDS)
         if self.name == "mnist1d":
-            _require(self.num_samples == 0 or self.num_samples >= 10, "data.num_samples", self.num_samples, "for mnist1d, 0 (default) or ≥ 10 (one per class)")
+            _require(
+                self.num_samples == 0 or self.num_samples >= 10,
+                "data.num_samples",
+                self.num_samples,
+                "for mnist1d, 0 (default) or ≥ 10 (one per class)",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +115,7 @@ class DiscretisationConfig:
         _require(self.adjoint in ADJOINTS, "discretisation.adjoint", self.adjoint, f"one of {', '.join(ADJOINTS)}")
         _require(self.batch_stepping in BATCH_STEPPING, "discretisation.batch_stepping", self.batch_stepping, f"one of {', '.join(BATCH_STEPPING)}")
         if self.lm_resnet_k != 0:
-            _require(self.solver == "lm_resnet", "discretisation.lm_resnet_k", self.lm_resnet_k, "0 unless discretisation.solver = \"lm_resnet\"")
+            _require(self.solver == "lm_resnet", "discretisation.lm_resnet_k", self.lm_resnet_k, '0 unless discretisation.solver = "lm_resnet"')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +140,9 @@ class TrainingConfig:
         for name in ("num_steps", "batch_size", "log_every", "checkpoint_every"):
             _require(getattr(self, name) >= 1, f"training.{name}", getattr(self, name), "a positive integer")
         _require(self.max_state_norm > 0, "training.max_state_norm", self.max_state_norm, "a positive number")
-        _require(0 <= self.warmup_steps < self.num_steps, "training.warmup_steps", self.warmup_steps, f"an integer in [0, num_steps = {self.num_steps})")
+        _require(
+            0 <= self.warmup_steps < self.num_steps, "training.warmup_steps", self.warmup_steps, f"an integer in [0, num_steps = {self.num_steps})"
+        )
         _require(0 <= self.seed < 2**32, "training.seed", self.seed, _SEEDS)
 
 
@@ -156,7 +158,12 @@ class EvaluationConfig:
             _require(solver in SOLVERS, "evaluation.solvers", solver, f"each one of {', '.join(SOLVERS)}")
         for count in self.num_steps:
             _require(count >= 0, "evaluation.num_steps", count, "non-negative integers (0: adaptive)")
-        _require(bool(self.solvers) == bool(self.num_steps), "evaluation", {"solvers": self.solvers, "num_steps": self.num_steps}, "solvers and num_steps both given (their product is evaluated) or both empty")
+        _require(
+            bool(self.solvers) == bool(self.num_steps),
+            "evaluation",
+            {"solvers": self.solvers, "num_steps": self.num_steps},
+            "solvers and num_steps both given (their product is evaluated) or both empty",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +183,12 @@ class AnalysisConfig:
 
     def __post_init__(self):
         _require(self.num_samples >= 1, "analysis.num_samples", self.num_samples, "a positive integer")
-        _require(len(self.epsilons) >= 1 and all(epsilon >= 0 for epsilon in self.epsilons), "analysis.epsilons", self.epsilons, "a non-empty list of non-negative budgets")
+        _require(
+            len(self.epsilons) >= 1 and all(epsilon >= 0 for epsilon in self.epsilons),
+            "analysis.epsilons",
+            self.epsilons,
+            "a non-empty list of non-negative budgets",
+        )
         _require(self.attack in ATTACKS, "analysis.attack", self.attack, f"one of {', '.join(ATTACKS)}")
         _require(self.attack_norm in NORMS, "analysis.attack_norm", self.attack_norm, f"one of {', '.join(NORMS)}")
         _require(self.pgd_steps >= 1, "analysis.pgd_steps", self.pgd_steps, "a positive integer")
@@ -235,18 +247,38 @@ class ExperimentConfig:
         # Checks that involve two tables.
         if self.discretisation.solver in PARTITIONED:
             separable = self.model.field == "hamiltonian" and not self.model.per_layer
-            _require(separable, "discretisation.solver", self.discretisation.solver, "a partitioned solver only for the separable model.field = \"hamiltonian\" (without per_layer)")
+            _require(
+                separable,
+                "discretisation.solver",
+                self.discretisation.solver,
+                'a partitioned solver only for the separable model.field = "hamiltonian" (without per_layer)',
+            )
         regularisation, adaptive = self.regularisation, self.discretisation.num_steps == 0
         if regularisation.weight_smoothness > 0:
-            _require(self.model.per_layer, "regularisation.weight_smoothness", regularisation.weight_smoothness, "0 unless model.per_layer = true (it compares the weights of adjacent layers)")
+            _require(
+                self.model.per_layer,
+                "regularisation.weight_smoothness",
+                regularisation.weight_smoothness,
+                "0 unless model.per_layer = true (it compares the weights of adjacent layers)",
+            )
         for name in ("kinetic_energy", "jacobian_frobenius", "spectral_penalty"):
             if getattr(regularisation, name) > 0:
-                _require(not adaptive, f"regularisation.{name}", getattr(regularisation, name), "0 for adaptive nets (discretisation.num_steps = 0): it is measured on the fixed layer grid")
+                _require(
+                    not adaptive,
+                    f"regularisation.{name}",
+                    getattr(regularisation, name),
+                    "0 for adaptive nets (discretisation.num_steps = 0): it is measured on the fixed layer grid",
+                )
         if self.analysis.robustness:
             _require(self.data.name != "regression", "analysis.robustness", True, "false for the regression dataset: the attacks need a classifier")
         if regularisation.local_error > 0:
             embedded = [solver for solver in SOLVERS if supports_adaptive(solver) and solver not in MULTISTEP]
-            _require(self.discretisation.solver in embedded, "regularisation.local_error", regularisation.local_error, f"0 unless discretisation.solver has an error estimate: one of {', '.join(embedded)}")
+            _require(
+                self.discretisation.solver in embedded,
+                "regularisation.local_error",
+                regularisation.local_error,
+                f"0 unless discretisation.solver has an error estimate: one of {', '.join(embedded)}",
+            )
 
 
 def _check_type(key: str, value, annotation):
@@ -286,53 +318,6 @@ def _build(cls, table: dict, prefix: str):
 def from_dict(table: dict) -> ExperimentConfig:
     """Validate a nested dict (as TOML gives) into an `ExperimentConfig`; `sweep` not allowed."""
     return _build(ExperimentConfig, table, "")
-
-
-def parse_override(assignment: str) -> tuple[str, object]:
-    """'training.learning_rate=3e-3' → ('training.learning_rate', 0.003); values are TOML
-    (numbers, booleans, [lists], "strings"), and a bare word is a string."""
-    key, separator, text = assignment.partition("=")
-    if not separator or not key.strip():
-        raise ConfigError(f"An override must look like section.key=value, got {assignment!r}.")
-    try:
-        value = tomllib.loads(f"value = {text.strip()}")["value"]
-    except tomllib.TOMLDecodeError:
-        value = text.strip()
-    return key.strip(), value
-
-
-def set_dotted(table: dict, key: str, value) -> dict:
-    """A copy of the nested dict with `key` ('section.name') set to `value`."""
-    if not isinstance(table, dict):
-        raise ConfigError(f"Cannot set {key!r} inside {table!r}, which is not a table.")
-    head, _, rest = key.partition(".")
-    updated = dict(table)
-    updated[head] = set_dotted(table.get(head, {}), rest, value) if rest else value
-    return updated
-
-
-def load(path, overrides=()) -> list[ExperimentConfig]:
-    """Read a TOML experiment, apply `--set` overrides, expand its sweep and validate every run.
-
-    Returns the validated configs, one per run. Raises ConfigError (naming file and key)
-    before anything is written.
-    """
-    from .sweep import expand, swept_keys
-
-    try:
-        with open(path, "rb") as file:
-            table = tomllib.load(file)
-    except FileNotFoundError as error:
-        raise ConfigError(f"No experiment file {str(path)!r}.") from error
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path} is not valid TOML: {error}.") from error
-    for assignment in overrides:
-        key, value = parse_override(assignment)
-        if key in swept_keys(table.get("sweep", {})):
-            raise ConfigError(f"--set {key} would be overridden by the [sweep], which varies {key!r}; drop the sweep with --set 'sweep={{}}' first.")
-        table = set_dotted(table, key, value)
-    sweep = table.pop("sweep", {})
-    return [from_dict(variant) for variant in expand(table, sweep)]
 
 
 def to_dict(config: ExperimentConfig) -> dict:

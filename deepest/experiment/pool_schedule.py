@@ -14,7 +14,7 @@ import json
 import math
 
 from ..solvers import function_evaluations
-from . import config as config_module
+from .config import ExperimentConfig, to_dict
 
 # An adaptive run's step count is known only once it has trained: counted as this many.
 ADAPTIVE_STEPS_ESTIMATE = 10
@@ -22,7 +22,7 @@ ADAPTIVE_STEPS_ESTIMATE = 10
 IMPLICIT_EVALUATIONS_PER_STEP = 4
 
 
-def training_work(config: config_module.ExperimentConfig) -> float:
+def training_work(config: ExperimentConfig) -> float:
     """A run's training work in evaluations of its field on one sample: training steps ×
     batch size × replicas × evaluations per solve (`deepest.solvers.function_evaluations`).
     Comparable between the runs of one sweep, which share a field type; not a time."""
@@ -37,8 +37,11 @@ def _settings(configs: list) -> list[list[int]]:
     """The runs (indices into `configs`) grouped by everything but their seeds, in order."""
     groups: dict[str, list[int]] = {}
     for index, config in enumerate(configs):
-        resolved = config_module.to_dict(config)
-        unseeded = {section: {key: value for key, value in values.items() if key != "seed"} if isinstance(values, dict) else values for section, values in resolved.items()}
+        resolved = to_dict(config)
+        unseeded = {
+            section: {key: value for key, value in values.items() if key != "seed"} if isinstance(values, dict) else values
+            for section, values in resolved.items()
+        }
         groups.setdefault(json.dumps(unseeded, sort_keys=True), []).append(index)
     return list(groups.values())
 

@@ -11,31 +11,11 @@ def _training_curves(directory: pathlib.Path, records: list[dict]) -> str | None
     if not records:
         return None
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ModuleNotFoundError:
+        from .. import plot
+    except ModuleNotFoundError:  # the `plot` extra is not installed: no figure
         return None
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    replicas = sorted({record.get("replica", 0) for record in records})
-    for replica in replicas:
-        # One pair of curves per independently seeded replica (model.replicas > 1).
-        own = [record for record in records if record.get("replica", 0) == replica]
-        suffix = f" (replica {replica})" if len(replicas) > 1 else ""
-        steps = [record["step"] for record in own]
-        for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
-            axis.plot(steps, [record[metric] for record in own], label=f"train batch{suffix}")
-            axis.plot(steps, [record[f"test_{metric}"] for record in own], label=f"test{suffix}")
-    loss_axis.set_yscale("log")
-    for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
-        axis.set_xlabel("step")
-        axis.set_ylabel(metric)
-        axis.legend(fontsize="small")
-    figure.tight_layout()
-    path = directory / "figures" / "training.png"
-    rundir.write_atomic(path, lambda file: figure.savefig(file, format="png", dpi=110))
-    plt.close(figure)
+    figure = plot.training_curves(records)
+    rundir.write_atomic(directory / "figures" / "training.png", lambda file: plot.write_png(figure, file))
     return "figures/training.png"
 
 
@@ -45,8 +25,7 @@ def write_report(run_dir) -> pathlib.Path:
     if not (directory / "config.json").exists():
         raise FileNotFoundError(f"{directory} is not a run directory (no config.json).")
     config = rundir.read_json(directory / "config.json")
-    summary_path = directory / "summary.json"
-    summary = rundir.read_json(summary_path) if summary_path.exists() else {"status": "running/interrupted"}
+    summary = rundir.read_summary(directory)
     records = rundir.metrics_up_to(directory / "metrics.jsonl", float("inf"))
     lines = [
         f"# {config['name']} — run {directory.name}",
@@ -66,7 +45,16 @@ def write_report(run_dir) -> pathlib.Path:
     stability = summary.get("stability")
     if stability:
         lines += ["", "## Stability", ""]
-        for key in ("fraction_outside", "max_growth", "max_spectral_abscissa", "max_log_norm", "gradient_slope", "gradient_regime", "io_largest_singular_value", "top_lyapunov"):
+        for key in (
+            "fraction_outside",
+            "max_growth",
+            "max_spectral_abscissa",
+            "max_log_norm",
+            "gradient_slope",
+            "gradient_regime",
+            "io_largest_singular_value",
+            "top_lyapunov",
+        ):
             lines.append(f"- {key}: {cell(stability.get(key))}")
         if (directory / "figures" / "stability_report.png").exists():
             lines += ["", "![stability report](figures/stability_report.png)"]

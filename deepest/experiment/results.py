@@ -4,6 +4,7 @@ import csv
 import functools
 import io
 import pathlib
+from typing import Any
 
 from . import rundir
 
@@ -41,7 +42,7 @@ def _flatten(table: dict, prefix: str = "") -> dict:
 
 
 def _lookup(summary: dict, path: tuple):
-    value = summary
+    value: Any = summary
     for key in path:
         if not isinstance(value, dict):
             return None
@@ -66,6 +67,7 @@ def collect(directory) -> tuple[list[str], list[list]]:
         raise FileNotFoundError(f"No runs (no config.json) below {directory}.")
     configs = [_flatten(rundir.read_json(run / "config.json")) for run in runs]
     varying = [key for key in configs[0] if len({repr(config.get(key)) for config in configs}) > 1]
+
     # Rows in the order of the swept values, not of the hashes.
     def sort_key(index):
         values = (configs[index].get(key) for key in varying)
@@ -73,10 +75,7 @@ def collect(directory) -> tuple[list[str], list[list]]:
 
     order = sorted(range(len(runs)), key=sort_key)
     runs, configs = [runs[index] for index in order], [configs[index] for index in order]
-    summaries = []
-    for run in runs:
-        summary_path = run / "summary.json"
-        summaries.append(rundir.read_json(summary_path) if summary_path.exists() else {"status": "running/interrupted"})
+    summaries = [rundir.read_summary(run) for run in runs]
     columns = [(name, functools.partial(_lookup, path=path)) for name, path in _COLUMNS]
     attacked = [summary["robustness"] for summary in summaries if summary.get("robustness")]
     if attacked:

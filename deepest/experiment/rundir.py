@@ -43,17 +43,39 @@ def write_atomic(path: pathlib.Path, write) -> None:
         raise
 
 
+def json_ready(value):
+    """`value` as strict JSON data: NaN and ±inf, which JSON lacks, become None (null), through
+    nested dicts, lists and tuples. Every JSON file of a run is written through it."""
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _json_text(value, **options) -> str:
+    return json.dumps(json_ready(value), allow_nan=False, **options)
+
+
 def write_json(path: pathlib.Path, value) -> None:
-    write_atomic(path, lambda file: file.write((json.dumps(value, indent=2, sort_keys=True) + "\n").encode()))
+    write_atomic(path, lambda file: file.write((_json_text(value, indent=2, sort_keys=True) + "\n").encode()))
 
 
 def read_json(path: pathlib.Path):
     return json.loads(path.read_text())
 
 
+def read_summary(directory: pathlib.Path) -> dict:
+    """The summary.json of a run directory, or {"status": "running/interrupted"} while it has none."""
+    path = directory / "summary.json"
+    return read_json(path) if path.exists() else {"status": "running/interrupted"}
+
+
 def environment() -> dict:
     """Library versions and platform, for env.json."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("deepest", "jax", "jaxlib", "diffrax", "equinox", "optax", "numpy", "scikit-learn", "mnist1d"):
         try:
             versions[package] = metadata.version(package)
@@ -82,7 +104,7 @@ def load_checkpoint(directory: pathlib.Path, model, optimiser_state):
     return int(step), model, optimiser_state
 
 
-def metrics_up_to(path: pathlib.Path, step: int) -> list[dict]:
+def metrics_up_to(path: pathlib.Path, step: float) -> list[dict]:
     """The records of metrics.jsonl with step ≤ `step` (what a resumed run keeps)."""
     if not path.exists():
         return []
@@ -95,16 +117,11 @@ def metrics_up_to(path: pathlib.Path, step: int) -> list[dict]:
     return [record for record in records if record["step"] <= step]
 
 
-def _json_safe(record: dict) -> dict:
-    """NaN and ±inf (not valid JSON) become null."""
-    return {key: None if isinstance(value, float) and not math.isfinite(value) else value for key, value in record.items()}
-
-
 def write_metrics(path: pathlib.Path, records: list[dict]) -> None:
-    write_atomic(path, lambda file: file.write("".join(json.dumps(_json_safe(record)) + "\n" for record in records).encode()))
+    write_atomic(path, lambda file: file.write("".join(_json_text(record) + "\n" for record in records).encode()))
 
 
 def append_metrics(path: pathlib.Path, record: dict) -> None:
     """One line per record; a line cut short by a kill is skipped when read back."""
     with open(path, "a") as file:
-        file.write(json.dumps(_json_safe(record)) + "\n")
+        file.write(_json_text(record) + "\n")

@@ -1,4 +1,4 @@
-"""One figure across the runs of an experiment: a result against each stability measure.
+"""A result against each stability measure across the runs of an experiment: ρ and its figure.
 
 Panel j plots the column `y` of the results table (test accuracy by default; any numeric
 column) against stability measure j over the runs, coloured by a config key, and gives
@@ -47,16 +47,13 @@ def rank_correlations(header: list[str], rows: list[list], y: str) -> dict[str, 
 
 
 def write_scatter(directory, path, *, y: str = "test_accuracy", colour_by: str | None = None, by: str | None = None) -> dict[str, dict[str, float]]:
-    """Draw the figure of the runs below `directory` to `path` (PNG); returns the ρ per
-    measure of each group of runs: {"key=value": {measure: ρ}} split by the swept key `by`,
-    or {"all runs": {measure: ρ}}.
+    """Draw the figure of the runs below `directory` to `path` (PNG, `deepest.plot.against_measures`);
+    returns the ρ per measure of each group of runs: {"key=value": {measure: ρ}} split by the
+    swept key `by`, or {"all runs": {measure: ρ}}.
 
     `colour_by` is a config column of the table (default: the first swept key).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .. import plot
 
     header, rows = collect(directory)
     swept = header[1 : header.index("status")]
@@ -66,26 +63,15 @@ def write_scatter(directory, path, *, y: str = "test_accuracy", colour_by: str |
     colour_by = colour_by or (swept[0] if swept else None)
     split = _groups(header, rows, by) if by else {"all runs": rows}
     correlations = {label: rank_correlations(header, members, y) for label, members in split.items()}
-    columns = measures(header)
     colours = sorted({repr(row[header.index(colour_by)]) for row in rows}) if colour_by else ["all runs"]
-    figure, axes = plt.subplots(
-        len(split), len(columns), figsize=(3.4 * len(columns), 3.2 * len(split)), sharey="row", squeeze=False
-    )
-    for axes_row, (label, members) in zip(axes, split.items()):
-        for axis, measure in zip(axes_row, columns):
-            for colour in colours:
-                coloured = [row for row in members if colour_by is None or repr(row[header.index(colour_by)]) == colour]
-                xs = [_number(row[header.index(measure)]) for row in coloured]
-                ys = [_number(row[header.index(y)]) for row in coloured]
-                axis.scatter(xs, ys, s=22, alpha=0.8, label=colour.strip("'"))
-            axis.set_xlabel(measure)
-            where = f"{label}: " if by else ""
-            axis.set_title(f"{where}Spearman ρ = {correlations[label][measure]:.2f}", fontsize="medium")
-        axes_row[0].set_ylabel(y)
-    axes[0, -1].legend(title=colour_by, fontsize="small", loc="best")
-    figure.tight_layout()
-    rundir.write_atomic(pathlib.Path(path), lambda file: figure.savefig(file, format="png", dpi=110))
-    plt.close(figure)
+    points: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for label, members in split.items():
+        points[label] = {}
+        for colour in colours:
+            coloured = [row for row in members if colour_by is None or repr(row[header.index(colour_by)]) == colour]
+            points[label][colour.strip("'")] = {column: [_number(row[header.index(column)]) for row in coloured] for column in (y, *measures(header))}
+    figure = plot.against_measures(points, correlations, y=y, colour_by=colour_by, by=by)
+    rundir.write_atomic(pathlib.Path(path), lambda file: plot.write_png(figure, file))
     return correlations
 
 

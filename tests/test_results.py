@@ -1,0 +1,56 @@
+"""Results across the runs of an experiment: the table, and a column against each stability measure."""
+
+import pytest
+
+from deepest import cli
+from deepest.experiment import rundir
+from deepest.experiment.results import collect
+from deepest.experiment.scatter import rank_correlations
+
+
+def _fake_runs(root, values):
+    """Run directories with hand-written configs and summaries (no training)."""
+    for index, (scale, accuracy, outside) in enumerate(values):
+        directory = root / f"run{index}"
+        rundir.write_json(directory / "config.json", {"name": "fake", "model": {"scale": scale}})
+        summary = {
+            "status": "completed",
+            "final": {"test_accuracy": accuracy},
+            "stability": {"fraction_outside": outside, "max_growth": accuracy, "top_lyapunov": None},
+        }
+        rundir.write_json(directory / "summary.json", summary)
+
+
+def test_results_figure_gives_spearman_rank_correlations(tmp_path, capsys):
+    # Accuracy falls monotonically (not linearly) with the share outside: ρ = −1 exactly; it
+    # rises with max_growth (set equal to it): ρ = +1; no Lyapunov numbers: ρ undefined (NaN).
+    _fake_runs(tmp_path, [(1.0, 0.9, 0.0), (2.0, 0.8, 0.1), (3.0, 0.3, 0.5), (4.0, 0.29, 0.9)])
+    figure = tmp_path / "scatter.png"
+    assert cli.main(["results", str(tmp_path), "--figure", str(figure)]) == 0
+    assert figure.exists() and "outside -1.00  max_growth +1.00" in capsys.readouterr().out
+    correlations = rank_correlations(*collect(tmp_path), "test_accuracy")
+    assert correlations["outside"] == pytest.approx(-1.0, abs=1e-12) and correlations["top_lyapunov"] != correlations["top_lyapunov"]
+    assert cli.main(["results", str(tmp_path), "--figure", str(figure), "--y", "accuracy"]) == 2
+    assert "No column 'accuracy'" in capsys.readouterr().err
+
+
+def test_results_figure_by_a_swept_key_correlates_within_each_group(tmp_path, capsys):
+    # Within kind "a" accuracy falls as the share outside grows (ρ = −1), within "b" it rises
+    # (ρ = +1); pooled, the groups' offset would decide the sign instead.
+    points = {"a": [(0.0, 0.9), (0.5, 0.8), (0.9, 0.7)], "b": [(0.0, 0.1), (0.5, 0.2), (0.9, 0.3)]}
+    for kind, pairs in points.items():
+        for index, (outside, accuracy) in enumerate(pairs):
+            directory = tmp_path / f"{kind}{index}"
+            rundir.write_json(directory / "config.json", {"name": "fake", "model": {"kind": kind, "scale": index}})
+            summary = {"status": "completed", "final": {"test_accuracy": accuracy}, "stability": {"fraction_outside": outside}}
+            rundir.write_json(directory / "summary.json", summary)
+    figure = tmp_path / "scatter.png"
+    csv = tmp_path / "results.csv"
+    assert cli.main(["results", str(tmp_path), "--figure", str(figure), "--by", "model.kind", "--csv", str(csv)]) == 0
+    printed = capsys.readouterr().out
+    assert figure.exists() and "model.kind=a: outside -1.00" in printed and "model.kind=b: outside +1.00" in printed
+    assert csv.read_text().splitlines()[0].startswith("run_id,model.kind,model.scale,status")
+    assert cli.main(["results", str(tmp_path), "--figure", str(figure), "--by", "data.name"]) == 2
+    assert "Cannot split by 'data.name'" in capsys.readouterr().err
+    assert cli.main(["results", str(tmp_path / "nothing")]) == 2
+    assert "No runs" in capsys.readouterr().err
