@@ -187,3 +187,7 @@ def _draw_off_screen() -> None:
     except ModuleNotFoundError:  # the `plot` extra is not installed: the runs draw no figures
         return
     matplotlib.use("Agg")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -111,7 +111,7 @@ def test_deepest_run_sweeps_in_its_own_process_and_a_spawned_one(tmp_path):
     # As a user runs it: a fresh process, whose JAX has not started, is worker 0 of the sweep
     # in a pinned thread, beside one spawned worker.
     overrides = [*TINY, "analysis.figures=false", 'sweep.grid={"model.seed"=[0,1,2]}']
-    command = [sys.executable, "-m", "deepest", "run", str(EXPERIMENTS / "quickstart.toml"), "--out", str(tmp_path), "--jobs", "2"]
+    command = [sys.executable, "-m", "deepest.cli", "run", str(EXPERIMENTS / "quickstart.toml"), "--out", str(tmp_path), "--jobs", "2"]
     finished = subprocess.run([*command, *set_options(overrides)], capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     summaries = [json.loads(path.read_text()) for path in (tmp_path / "quickstart").glob("*/summary.json")]
