@@ -69,8 +69,9 @@ class StabilityReport:
         return None if self.io is None else float(np.mean(np.asarray(self.io.lyapunov_exponents)[:, 0]))
 
     def to_dict(self) -> dict:
-        """Headline numbers as plain Python values for JSON; NaN and ±inf become None."""
-        return {key: _plain(value) for key, value in self._headline().items()}
+        """Headline numbers as plain Python values, NaN where a diverged net has none (a run
+        directory writes them as null: `deepest.experiment.rundir.json_ready`)."""
+        return self._headline()
 
     def _headline(self) -> dict:
         return {
@@ -154,12 +155,3 @@ def stability_report(
         io=io_jacobian_singular_values(net, xs) if io_jacobian else None,
         regime_factor=regime_factor,
     )
-
-
-def _plain(value):
-    """A JSON-safe Python value: arrays to lists, non-finite floats to None."""
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value

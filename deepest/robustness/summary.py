@@ -75,20 +75,21 @@ class RobustnessSummary:
         return None if self.growth is None else float(np.median(self.growth.discrete))
 
     def to_dict(self) -> dict:
-        """Headline numbers as plain Python values for JSON; NaN and ±inf become None."""
+        """Headline numbers as plain Python values, NaN where there is no finite one (a run
+        directory writes them as null: `deepest.experiment.rundir.json_ready`)."""
         accuracy = self.robust_accuracy
         return {
             "attack": self.attack,
             "norm": self.norm,
             "epsilons": list(self.epsilons),
-            "clean_accuracy": _float(self.clean_accuracy),
-            "robust_accuracy": _floats(accuracy),
-            "mean_robust_accuracy": _float(np.mean(accuracy)),
-            "rho_deepfool": _float(self.rho_deepfool),
-            "deepfool_flipped": _float(np.mean(self.deepfool.flipped)),
-            "rho_fgsm": _float(self.rho_fgsm),
-            "fgsm_flipped": _float(np.mean(self.minimal_fgsm.found)),
-            "growth_bound": None if self.growth_bound is None else _float(self.growth_bound),
+            "clean_accuracy": float(self.clean_accuracy),
+            "robust_accuracy": np.asarray(accuracy, dtype=float).tolist(),
+            "mean_robust_accuracy": float(np.mean(accuracy)),
+            "rho_deepfool": float(self.rho_deepfool),
+            "deepfool_flipped": float(np.mean(self.deepfool.flipped)),
+            "rho_fgsm": float(self.rho_fgsm),
+            "fgsm_flipped": float(np.mean(self.minimal_fgsm.found)),
+            "growth_bound": self.growth_bound,
         }
 
 
@@ -165,12 +166,3 @@ def _growth(model, xs) -> GronwallBound | None:
     except ValueError:  # two-step solvers have no one-step layer map to take the norm of
         return None
     return gronwall_bound(model, xs)
-
-
-def _float(value):
-    value = float(value)
-    return value if np.isfinite(value) else None
-
-
-def _floats(values):
-    return [_float(value) for value in np.asarray(values)]
