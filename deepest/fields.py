@@ -296,12 +296,15 @@ class Parabolic(AbstractVectorField):
 
     Args:
         state_dim: the dimension of y.
-        width: the number of rows of K (hidden units).
+        width: the number of rows of K (hidden units); default state_dim, a square K like
+            the W of `Antisymmetric`, so that, as for its siblings, the state dimension and a
+            key are all a field needs.
         activation: a name from `ACTIVATIONS`.
         key: initialises K with entries N(0, 1/state_dim); b starts at 0.
 
     Example:
         >>> field = Parabolic(4, width=8, key=key)
+        >>> Parabolic(4, key=key).weight.shape   # (4, 4)
 
     Reference: Ruthotto & Haber, "Deep neural networks motivated by partial differential
     equations" (2018, arXiv:1804.04272).
@@ -313,8 +316,9 @@ class Parabolic(AbstractVectorField):
     width: int = eqx.field(static=True)
     activation: str = eqx.field(static=True)
 
-    def __init__(self, state_dim: int, width: int, activation: str = "tanh", *, key: PRNGKeyArray):
+    def __init__(self, state_dim: int, width: int | None = None, activation: str = "tanh", *, key: PRNGKeyArray):
         self.state_dim = _check_size("Parabolic", "state_dim", state_dim)
+        width = state_dim if width is None else width
         self.width = _check_size("Parabolic", "width", width)
         activation_function(activation)
         self.activation = activation

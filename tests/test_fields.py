@@ -310,6 +310,14 @@ def test_second_order_without_forcing_is_the_damped_oscillator():
 # --- All four: batched nets ---------------------------------------------------------------
 
 
+def test_stable_fields_need_only_a_state_dimension_and_a_key():
+    # One convention across the zoo: every other constructor argument has a default.
+    for field_class in (Antisymmetric, Hamiltonian, Parabolic, SecondOrder):
+        assert field_class(4, key=KEY).state_dim == 4
+    # Parabolic's width defaults to the state dimension: a square K.
+    assert Parabolic(4, key=KEY).weight.shape == (4, 4)
+
+
 FIELDS = {
     "antisymmetric": lambda: Antisymmetric(4, gamma=0.3, key=KEY),
     "hamiltonian": lambda: Hamiltonian(4, key=KEY),
