@@ -96,8 +96,7 @@ def header(command: str) -> str:
         [
             f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='minutes')}",
             f"- command: `{command}`",
-            f"- machine: {len(available_cores())} cores available, {_cpu_model()}; "
-            f"load average at start (1, 5, 15 min): {load}",
+            f"- machine: {len(available_cores())} cores available, {_cpu_model()}; load average at start (1, 5, 15 min): {load}",
             f"- versions: Python {platform.python_version()}, {versions}",
         ]
     )
@@ -115,8 +114,7 @@ def render(head: str, sections: list[Section], *, smoke: bool) -> str:
     parts = ["## Results", ""]
     if smoke:
         parts += [
-            "**Smoke run (`--quick`): toy sizes that only prove the code runs. "
-            "These numbers say nothing about speed, and no target is judged.**",
+            "**Smoke run (`--quick`): toy sizes that only prove the code runs. These numbers say nothing about speed, and no target is judged.**",
             "",
         ]
     parts += [head, "", "### Targets", ""]

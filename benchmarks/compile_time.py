@@ -67,7 +67,9 @@ def run(*, quick: bool = False, repeats: int | None = None) -> Section:
         first = statistics.median(value[0] for value in values)
         steady = statistics.median(value[1] for value in values)
         compile_seconds = statistics.median(value[0] - value[1] for value in values)
-        rows.append((field_name, training_step.setting_label(solver, num_steps), significant(first), milliseconds(steady), significant(compile_seconds)))
+        rows.append(
+            (field_name, training_step.setting_label(solver, num_steps), significant(first), milliseconds(steady), significant(compile_seconds))
+        )
     return Section(
         title="Compile time of the training step",
         method=(

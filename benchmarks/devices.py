@@ -14,6 +14,7 @@ of `deepest run --devices` (1).
     python -m benchmarks --only devices [--repeats 3]
 """
 
+import functools
 import json
 import sys
 
@@ -53,13 +54,14 @@ def _measure(settings, training_steps: tuple[int, int], rounds: int) -> list[dic
         )
         optimiser = train.optimiser("adam", 1e-3)
 
-        def contender(devices, num_steps):
-            def call():
-                train.fit(net, data, optimiser, num_steps=num_steps, batch_size=batch, key=keys[0], progress=False, devices=devices)
-
-            return call
-
-        contenders = {(name, num_steps): contender(devices, num_steps) for name, devices in (("one", first), ("two", both)) for num_steps in training_steps}
+        # partial binds this setting's net, batch and keys now, not when the call runs.
+        contenders = {
+            (name, num_steps): functools.partial(
+                train.fit, net, data, optimiser, num_steps=num_steps, batch_size=batch, key=keys[0], progress=False, devices=devices
+            )
+            for name, devices in (("one", first), ("two", both))
+            for num_steps in training_steps
+        }
         for (_, num_steps), call in contenders.items():  # compiles the step, once per device count
             if num_steps == training_steps[0]:
                 call()

@@ -140,10 +140,19 @@ def run(*, quick: bool = False, repeats: int | None = None) -> Section:
         speedup = seconds[sweep, sequential] / seconds[sweep, parallel]
         bound = jobs / cores_busy[sweep, sequential]
         rows += [
-            (f"{model}, {training_steps} steps", how, significant(seconds[sweep, how]), f"{cores_busy[sweep, how]:.2f}", significant(seconds[sweep, sequential] / seconds[sweep, how]))
+            (
+                f"{model}, {training_steps} steps",
+                how,
+                significant(seconds[sweep, how]),
+                f"{cores_busy[sweep, how]:.2f}",
+                significant(seconds[sweep, sequential] / seconds[sweep, how]),
+            )
             for how in hows
         ]
-        measured.append(f"{speedup:.2f}× {model} at {training_steps} steps (at most {bound:.2f}× for the same CPU work)" + ("" if sweep == JUDGED else ", not judged"))
+        measured.append(
+            f"{speedup:.2f}× {model} at {training_steps} steps (at most {bound:.2f}× for the same CPU work)"
+            + ("" if sweep == JUDGED else ", not judged")
+        )
     for short, long in zip(sweeps, sweeps[1:]):
         if short[0] != long[0]:
             continue

@@ -186,7 +186,9 @@ def run(*, quick: bool = False, repeats: int | None = None) -> Section:
     rows, scan_ratios, torch_ratios, dtypes = [], [], {name: [] for name in fields}, set()
     for field_name in fields:
         for solver, num_steps, batch_stepping in settings:
-            seconds, steps, loss_dtypes = _measure(field_name, solver, num_steps, batch_stepping, batch=batch, rounds=rounds, block_seconds=block_seconds, torch=torch)
+            seconds, steps, loss_dtypes = _measure(
+                field_name, solver, num_steps, batch_stepping, batch=batch, rounds=rounds, block_seconds=block_seconds, torch=torch
+            )
             dtypes |= loss_dtypes
             label = setting_label(solver, num_steps, batch_stepping)
             # torchdiffeq targets are judged where SolverNet steps the batch as torchdiffeq does.
@@ -281,7 +283,7 @@ def _method(batch: int, rounds: int, block_seconds: float, torch: bool, dtypes: 
         "Adaptive rows compare diffrax's Tsit5 with torchdiffeq's dopri5 (both 5(4) pairs, 7 stages, "
         f"FSAL; rtol {RTOL:g}, atol {ATOL:g}): not the same method. Per sample (SolverNet's default), each "
         "sample has its own step sizes under vmap and the batch costs its largest step count (shown); shared by "
-        "the batch (`batch_stepping=\"shared\"`), SolverNet steps the batch as one system with one size and an "
+        'the batch (`batch_stepping="shared"`), SolverNet steps the batch as one system with one size and an '
         "RMS error norm over the batch, as torchdiffeq does. The torchdiffeq targets are judged on the fixed-step and "
         "shared rows. The solver steps column counts attempted steps after timing."
         f"{threads}"

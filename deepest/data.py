@@ -90,8 +90,7 @@ def make(
         inputs, labels, num_classes = _GENERATORS[name](size, level, seed)
     except ModuleNotFoundError as missing:
         raise ModuleNotFoundError(
-            f"Dataset {name!r} needs {missing.name!r}, from the `data` extra: "
-            f"python -m pip install -e '.[data]' (or pip install 'deepest[data]')."
+            f"Dataset {name!r} needs {missing.name!r}, from the `data` extra: python -m pip install -e '.[data]' (or pip install 'deepest[data]')."
         ) from missing
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(inputs))

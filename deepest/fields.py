@@ -386,9 +386,7 @@ class SecondOrder(AbstractVectorField):
 
     def __call__(self, t, y, args=None):
         position, velocity = jnp.split(y, 2, axis=-1)
-        forcing = activation_function(self.activation)(
-            self.position_weight @ position + self.velocity_weight @ velocity + self.bias
-        )
+        forcing = activation_function(self.activation)(self.position_weight @ position + self.velocity_weight @ velocity + self.bias)
         acceleration = forcing - self.stiffness * position - self.damping * velocity
         return jnp.concatenate([velocity, acceleration], axis=-1)
 

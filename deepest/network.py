@@ -250,9 +250,7 @@ class SolverNet(eqx.Module):
         solver (implicit root finds can fail, which diffeqsolve reports) and the checkpointed
         adjoint (the scan's own; "backsolve" and "direct" are diffrax's)."""
         return (
-            self.num_steps is not None
-            and self.adjoint == "recursive_checkpoint"
-            and not isinstance(self._method(), diffrax.AbstractImplicitSolver)
+            self.num_steps is not None and self.adjoint == "recursive_checkpoint" and not isinstance(self._method(), diffrax.AbstractImplicitSolver)
         )
 
     def _method(self) -> diffrax.AbstractSolver:

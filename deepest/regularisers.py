@@ -36,8 +36,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import stability
-from .layers import check_batch, layer_step, layer_times, solver_step_with_error
 from .fields import PerLayer
+from .layers import check_batch, layer_step, layer_times, solver_step_with_error
 from .network import SolverNet
 from .solvers import MULTISTEP, SOLVERS, supports_adaptive
 
@@ -152,10 +152,7 @@ def jacobian_frobenius(
     if not (isinstance(num_probes, int) and num_probes >= 1):
         raise ValueError(f"num_probes must be a positive integer, got {num_probes!r}.")
     if key is None and not exact:
-        raise ValueError(
-            "jacobian_frobenius draws random Hutchinson probes: pass key=jax.random.PRNGKey(...), "
-            "or exact=True to form the Jacobians."
-        )
+        raise ValueError("jacobian_frobenius draws random Hutchinson probes: pass key=jax.random.PRNGKey(...), or exact=True to form the Jacobians.")
     times, states = _layer_states(net, xs, "jacobian_frobenius")
 
     if exact:
@@ -311,10 +308,7 @@ def local_error(net: SolverNet, xs, *, num_steps: int | None = None) -> Float[Ar
     """
     if not supports_adaptive(net.solver) or net.solver in MULTISTEP:
         pairs = [name for name in SOLVERS if supports_adaptive(name) and name not in MULTISTEP]
-        raise ValueError(
-            f"local_error needs a one-step solver with an embedded error estimate, got {net.solver!r}. "
-            f"Use one of: {', '.join(pairs)}."
-        )
+        raise ValueError(f"local_error needs a one-step solver with an embedded error estimate, got {net.solver!r}. Use one of: {', '.join(pairs)}.")
     xs = check_batch(xs, "local_error")
     if net.num_steps is not None:
         if num_steps not in (None, net.num_steps):

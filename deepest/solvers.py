@@ -188,9 +188,7 @@ def check_solver_name(name: str) -> str:
     return name
 
 
-def check_solver_options(
-    name: str, options: Mapping[str, float] | Iterable[tuple[str, float]] = ()
-) -> tuple[tuple[str, float], ...]:
+def check_solver_options(name: str, options: Mapping[str, float] | Iterable[tuple[str, float]] = ()) -> tuple[tuple[str, float], ...]:
     """Every option of solver `name`, defaults filled in, as sorted (option, value) pairs.
 
     `options` is a mapping or (option, value) pairs, e.g. {"k": 0.5} for "lm_resnet"; values
@@ -208,10 +206,7 @@ def check_solver_options(
     if unknown:
         if not allowed:
             raise ValueError(f"Solver {name!r} takes no options, got {', '.join(map(repr, unknown))}.")
-        raise ValueError(
-            f"Unknown option {', '.join(map(repr, unknown))} for solver {name!r}. "
-            f"Its options are: {', '.join(allowed)}."
-        )
+        raise ValueError(f"Unknown option {', '.join(map(repr, unknown))} for solver {name!r}. Its options are: {', '.join(allowed)}.")
     complete = {**allowed, **given}
     for option, value in complete.items():
         try:
@@ -219,9 +214,7 @@ def check_solver_options(
         except (TypeError, ValueError):
             number = math.nan
         if not math.isfinite(number):
-            raise ValueError(
-                f"Option {option}={value!r} of solver {name!r} must be a finite real number."
-            )
+            raise ValueError(f"Option {option}={value!r} of solver {name!r} must be a finite real number.")
         complete[option] = number
     return tuple(sorted(complete.items()))
 

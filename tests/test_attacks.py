@@ -3,7 +3,6 @@ net, and on bad input; the classifier convention they share."""
 
 import functools
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -55,9 +54,7 @@ def test_deepfool_on_an_affine_multiclass_model_reaches_the_nearest_facet():
     # Restricted to the runner-up class by score, DeepFool measures the distance to that facet.
     runner_up = np.argsort(-logits, axis=1)[:, 1]
     restricted = deepfool(affine_logits, XS, num_classes=2)
-    np.testing.assert_allclose(
-        restricted.perturbation_norm / (1 + restricted.overshoot), distances[samples, runner_up], rtol=1e-10
-    )
+    np.testing.assert_allclose(restricted.perturbation_norm / (1 + restricted.overshoot), distances[samples, runner_up], rtol=1e-10)
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
@@ -71,7 +68,6 @@ def test_fgsm_on_an_affine_classifier_flips_exactly_beyond_the_dual_norm_thresho
     np.testing.assert_array_equal(predict(affine_score, above.adversarial), 1 - LABELS)
     # f(x') = f − sign(f)(1 + 1e-9)|f| = −1e-9 f; its round-off 1e-16|f| is 1e-7 of that.
     np.testing.assert_allclose(np.asarray(above.adversarial) @ WEIGHTS + BIAS, -1e-9 * SCORES, rtol=1e-5)
-
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
@@ -88,9 +84,7 @@ def test_pgd_on_an_affine_classifier_converges_to_the_worst_point_of_the_ball(no
         # The loss is flat to second order there: iterates within √(1e-16) = 1e-8 in angle
         # tie in loss, and the highest-loss one returned may be any of them.
         attacked = pgd(affine_score, XS, LABELS, epsilon, norm="l2", num_steps=60, step_size=epsilon, key=KEY)
-        np.testing.assert_allclose(
-            attacked.adversarial, XS + epsilon * away * WEIGHTS / np.linalg.norm(WEIGHTS), rtol=0, atol=1e-7
-        )
+        np.testing.assert_allclose(attacked.adversarial, XS + epsilon * away * WEIGHTS / np.linalg.norm(WEIGHTS), rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -128,9 +122,7 @@ def test_trained_net_is_accurate_and_attacks_take_the_solver_net_itself():
     assert np.mean(predict(model, xs) == labels) >= 0.9  # measured 0.98
     # The SolverNet as the model (gradients through diffeqsolve) and the chained layer maps
     # agree: the same arithmetic in another order, so round-off only.
-    np.testing.assert_allclose(
-        fgsm(net, xs[:8], labels[:8], 0.1).adversarial, fgsm(model, xs[:8], labels[:8], 0.1).adversarial, atol=1e-12
-    )
+    np.testing.assert_allclose(fgsm(net, xs[:8], labels[:8], 0.1).adversarial, fgsm(model, xs[:8], labels[:8], 0.1).adversarial, atol=1e-12)
 
 
 @pytest.mark.parametrize(

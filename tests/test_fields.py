@@ -131,9 +131,7 @@ def _oscillator(frequency):
 
 def _with_biases(field, key=1):
     half = field.state_dim // 2
-    return eqx.tree_at(
-        lambda f: (f.position_bias, f.momentum_bias), field, (_random(key, (half,), 0.3), _random(key + 1, (half,), 0.3))
-    )
+    return eqx.tree_at(lambda f: (f.position_bias, f.momentum_bias), field, (_random(key, (half,), 0.3), _random(key + 1, (half,), 0.3)))
 
 
 def test_hamiltonian_jacobian_eigenvalues_are_imaginary():

@@ -37,7 +37,6 @@ def test_linear_euler_profile_is_the_closed_form():
     np.testing.assert_allclose(grads.loss, jnp.sum(jax.vmap(net)(XS) * TARGETS, axis=1), rtol=1e-12)
 
 
-
 def test_nets_differing_in_weights_and_step_size_share_one_compiled_backward_pass():
     # The layer times enter the compiled program as data, not as the net's static t0 and t1:
     # a sweep's seeds and step sizes trace it once, and each net still gets its own numbers.
@@ -57,6 +56,7 @@ def test_nets_differing_in_weights_and_step_size_share_one_compiled_backward_pas
         # The closed form of the input-layer adjoint, as above: round-off only.
         assert _relative(grads.state[0, 0], expected) < 1e-12
     assert traces == 1
+
 
 def test_adjoint_at_the_input_equals_autodiff_through_the_solve():
     field = dp.fields.MLP(state_dim=3, width=8, depth=1, activation="tanh", time_input=True, key=KEY)
@@ -85,7 +85,9 @@ def test_per_layer_parameter_norms_are_the_per_layer_weight_gradients():
     assert _relative(grads.parameters[0], expected) < 1e-12
 
 
-@pytest.mark.parametrize(("matrix", "regime"), [(-3.0 * np.eye(2), "vanishing"), (3.0 * np.eye(2), "exploding"), ([[0.0, 1.0], [-1.0, 0.0]], "stable")])
+@pytest.mark.parametrize(
+    ("matrix", "regime"), [(-3.0 * np.eye(2), "vanishing"), (3.0 * np.eye(2), "exploding"), ([[0.0, 1.0], [-1.0, 0.0]], "stable")]
+)
 def test_regime_follows_the_layer_map(matrix, regime):
     # Euler layers (1 ∓ 0.3)·I shrink or grow the adjoint by 0.7 or 1.3 per layer: over 10
     # layers far beyond the factor 10; the rotation changes it by (1 + h²)^5 ≈ 1.05.
@@ -130,13 +132,9 @@ def test_gradient_norms_and_io_work_under_jit():
 
 
 def test_regime_names_divergence_and_a_zero_gradient_vanishing():
-    zero_at_input = dp.analysis.GradientNorms(
-        state=jnp.array([[0.0, 1.0, 1.0, 1.0]]), parameters=jnp.ones((1, 3)), loss=jnp.ones(1)
-    )
+    zero_at_input = dp.analysis.GradientNorms(state=jnp.array([[0.0, 1.0, 1.0, 1.0]]), parameters=jnp.ones((1, 3)), loss=jnp.ones(1))
     assert zero_at_input.regime() == "vanishing"
-    diverged = dp.analysis.GradientNorms(
-        state=jnp.array([[jnp.nan, 1.0, 1.0, 1.0]]), parameters=jnp.ones((1, 3)), loss=jnp.ones(1)
-    )
+    diverged = dp.analysis.GradientNorms(state=jnp.array([[jnp.nan, 1.0, 1.0, 1.0]]), parameters=jnp.ones((1, 3)), loss=jnp.ones(1))
     assert diverged.regime() == "diverged"
 
 

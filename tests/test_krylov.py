@@ -34,7 +34,8 @@ def _mlp_cases(key):
     field, y = _mlp(field_key), jax.random.normal(state_key, (DIM,))
     matvec, rmatvec = _jacobian_operators(field, y)
     return dict(
-        field=field, state=y,
+        field=field,
+        state=y,
         jacobian=jax.jacfwd(lambda z: field(0.0, z, None))(y),
         radius=krylov.spectral_radius(matvec, DIM),
         abscissa=krylov.spectral_abscissa(matvec, DIM),
@@ -91,7 +92,7 @@ def test_vmap_over_states_matches_a_loop_compiled_once(mlp_cases):
 
     looped = []
     for case in range(len(SEEDS)):
-        field, y = jax.tree.map(lambda x: x[case] if eqx.is_array(x) else x, (mlp_cases["field"], mlp_cases["state"]))
+        field, y = jax.tree.map(lambda x, case=case: x[case] if eqx.is_array(x) else x, (mlp_cases["field"], mlp_cases["state"]))
         looped.append(float(radius(field, y)))
     assert len(traces) == 1
     # The same iteration from the same start vectors; batched and single matvecs only
@@ -113,7 +114,7 @@ def _small_matrix(seed):
     for value in SMALL_EIGENVALUES[SMALL_EIGENVALUES.imag >= 0]:
         # a ± ib as the real block [[a, −b], [b, a]]; a real eigenvalue as itself.
         block = [[value.real]] if value.imag == 0 else [[value.real, -value.imag], [value.imag, value.real]]
-        blocks[start:start + len(block), start:start + len(block)] = block
+        blocks[start : start + len(block), start : start + len(block)] = block
         start += len(block)
     # Entries two or more above the diagonal: above every block, never inside a 2 × 2 one.
     coupling = np.triu(rng.normal(size=(SMALL_DIM, SMALL_DIM)), 2) * 0.3
@@ -148,12 +149,8 @@ def test_closed_form_eigenvalues_of_a_non_normal_matrix(seed):
     largest_modulus = SMALL_EIGENVALUES[np.argsort(-np.abs(SMALL_EIGENVALUES))[:3]]
     largest_real_part = SMALL_EIGENVALUES[np.argsort(-SMALL_EIGENVALUES.real)[:2]]
     assert complex(magnitude.eigenvalues[0]) == pytest.approx(largest_modulus[0], abs=1e-11)
-    np.testing.assert_allclose(
-        _by_imaginary_part(magnitude.eigenvalues[1:]), _by_imaginary_part(largest_modulus[1:]), atol=1e-11
-    )
-    np.testing.assert_allclose(
-        _by_imaginary_part(real.eigenvalues), _by_imaginary_part(largest_real_part), atol=1e-11
-    )
+    np.testing.assert_allclose(_by_imaginary_part(magnitude.eigenvalues[1:]), _by_imaginary_part(largest_modulus[1:]), atol=1e-11)
+    np.testing.assert_allclose(_by_imaginary_part(real.eigenvalues), _by_imaginary_part(largest_real_part), atol=1e-11)
 
 
 def test_repeated_eigenvalue_needs_continuation_after_breakdown():
@@ -172,17 +169,20 @@ def test_unconverged_scalar_is_nan():
     # A two-dimensional Krylov space without restarts cannot resolve the 8 × 8 spectrum; the
     # scalar convenience must not pass the rough estimate off as the spectral radius.
     matrix = jnp.asarray(_small_matrix(0))
-    radius = jax.jit(lambda: krylov.spectral_radius(
-        lambda v: matrix @ v, SMALL_DIM, krylov_dim=2, max_restarts=0
-    ))()
+    radius = jax.jit(lambda: krylov.spectral_radius(lambda v: matrix @ v, SMALL_DIM, krylov_dim=2, max_restarts=0))()
     assert np.isnan(radius)
 
 
 @jax.jit
 def _small_singular_values(matrix, key):
     return krylov.top_singular_values(
-        lambda v: matrix @ v, lambda u: matrix.T @ u, SMALL_DIM, num_values=3,
-        krylov_dim=SMALL_KRYLOV_DIM, tol=1e-12, start=jax.random.normal(key, (SMALL_DIM,)),
+        lambda v: matrix @ v,
+        lambda u: matrix.T @ u,
+        SMALL_DIM,
+        num_values=3,
+        krylov_dim=SMALL_KRYLOV_DIM,
+        tol=1e-12,
+        start=jax.random.normal(key, (SMALL_DIM,)),
     )
 
 

@@ -18,9 +18,7 @@ NUM_STEPS = 8
 
 
 def _net(matrix, k, num_steps=NUM_STEPS):
-    return dp.SolverNet(
-        dp.fields.Linear(matrix), solver="lm_resnet", solver_options={"k": k}, t1=num_steps * H, num_steps=num_steps
-    )
+    return dp.SolverNet(dp.fields.Linear(matrix), solver="lm_resnet", solver_options={"k": k}, t1=num_steps * H, num_steps=num_steps)
 
 
 def _recursion(k, z, u0, num_steps):
@@ -130,9 +128,7 @@ def test_real_axis_limit_and_boundary_locus_are_the_closed_forms(k):
 def test_k_one_is_leapfrog_at_half_the_step():
     # π = μ² − zμ − 1 is leapfrog's μ² − 2wμ − 1 at w = z/2: stable on (−2i, 2i) only.
     z = np.array([-0.3 + 0.1j, 0.7j, 1.9j, -2.1j, 0.4])
-    np.testing.assert_allclose(
-        stability.growth_factor("lm_resnet", z, k=1.0), stability.growth_factor("leapfrog_midpoint", z / 2), rtol=1e-15
-    )
+    np.testing.assert_allclose(stability.growth_factor("lm_resnet", z, k=1.0), stability.growth_factor("leapfrog_midpoint", z / 2), rtol=1e-15)
     assert stability.imaginary_axis_limit("lm_resnet", k=1.0) == pytest.approx(2.0, abs=1e-12)
     assert stability.real_axis_limit("lm_resnet", k=1.0) == 0.0
 

@@ -10,13 +10,13 @@ import pytest
 
 import deepest as dp
 from deepest import stability
-from deepest.layers import solver_step
 from deepest.analysis.lyapunov import (
     LyapunovSpectrum,
     flow_lyapunov_spectrum,
     layer_lyapunov_spectrum,
     lyapunov_spectrum,
 )
+from deepest.layers import solver_step
 
 KEY = jax.random.PRNGKey(0)
 
@@ -49,9 +49,7 @@ class Pendulum(dp.fields.AbstractSeparableField):
 
 def test_lorenz_spectrum_matches_literature_and_volume_contraction():
     sigma, beta = 10.0, 8 / 3
-    spectrum = flow_lyapunov_spectrum(
-        lorenz, jnp.array([1.0, 1.0, 1.0]), solver="rk4", step_size=0.01, num_steps=100_000, transient_steps=1_000
-    )
+    spectrum = flow_lyapunov_spectrum(lorenz, jnp.array([1.0, 1.0, 1.0]), solver="rk4", step_size=0.01, num_steps=100_000, transient_steps=1_000)
     assert isinstance(spectrum, LyapunovSpectrum)
     assert spectrum.time == pytest.approx(1000.0)
     assert spectrum.local_exponents.shape == (100_000, 3)
@@ -106,9 +104,7 @@ def test_non_normal_linear_euler_map_gives_sorted_exponents_after_a_transient():
     eigenvalues = np.array([-1.0, -2.0, 0.5])
     basis = np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [1.0, 0.3, 1.0]])
     matrix = jnp.asarray(basis @ np.diag(eigenvalues) @ np.linalg.inv(basis))
-    spectrum = lyapunov_spectrum(
-        lambda t, y, args: y + h * matrix @ y, jnp.ones(3), step_size=h, num_steps=200, transient_steps=500
-    )
+    spectrum = lyapunov_spectrum(lambda t, y, args: y + h * matrix @ y, jnp.ones(3), step_size=h, num_steps=200, transient_steps=500)
     # The basis aligns with the Oseledets flags at the rates of the growth-factor ratios
     # 0.9/1.05 and 0.8/0.9 per step: after 500 steps the misalignment is below 1e-25, so only
     # rounding remains (1e-10 leaves room for the non-normal basis' conditioning).
@@ -144,9 +140,7 @@ def test_linear_field_exponents_are_log_stability_function(solver):
     eigenvalues = np.array([-3.0, 0.7, -0.4])
     field = dp.fields.Linear(jnp.diag(eigenvalues))
     expected = np.log(np.abs(stability.stability_function(solver)(h * eigenvalues))) / h
-    flow = flow_lyapunov_spectrum(
-        field, jnp.ones(3), solver=solver, step_size=h, num_steps=5, root_rtol=1e-12, root_atol=1e-12
-    )
+    flow = flow_lyapunov_spectrum(field, jnp.ones(3), solver=solver, step_size=h, num_steps=5, root_rtol=1e-12, root_atol=1e-12)
     net = dp.SolverNet(field, solver=solver, t1=1.0, num_steps=5, root_rtol=1e-12, root_atol=1e-12)
     layers = layer_lyapunov_spectrum(net, jnp.ones((1, 3)))
     # The implicit solvers' chord iteration solves a linear system exactly in one iteration and
@@ -168,12 +162,10 @@ def test_one_step_exponent_equals_qr_of_reverse_mode_jacobian(solver):
     def forced(t, y, args):
         return lorenz(t, y, args) * (1 + 0.5 * jnp.sin(3 * t))
 
-    spectrum = flow_lyapunov_spectrum(
-        forced, y0, solver=solver, step_size=h, num_steps=1, t0=0.3, root_rtol=1e-12, root_atol=1e-12
+    spectrum = flow_lyapunov_spectrum(forced, y0, solver=solver, step_size=h, num_steps=1, t0=0.3, root_rtol=1e-12, root_atol=1e-12)
+    jacobian = jax.jit(jax.jacrev(lambda t, y: solver_step(solver, forced, t, t + h, y, root_rtol=1e-12, root_atol=1e-12), argnums=1))(
+        jnp.asarray(0.3), y0
     )
-    jacobian = jax.jit(
-        jax.jacrev(lambda t, y: solver_step(solver, forced, t, t + h, y, root_rtol=1e-12, root_atol=1e-12), argnums=1)
-    )(jnp.asarray(0.3), y0)
     expected = np.log(np.abs(np.diag(np.linalg.qr(np.asarray(jacobian))[1]))) / h
     np.testing.assert_allclose(spectrum.local_exponents[0], expected, atol=1e-12)
 
@@ -195,9 +187,7 @@ def test_nonlinear_net_exponents_equal_qr_of_the_input_output_jacobian():
 def test_symplectic_euler_preserves_phase_space_volume():
     # Symplectic Euler is a symplectic map, det J = 1 at every step, so the two exponents are
     # ±λ: their sum is zero up to rounding (1e-16 per step, averaged).
-    spectrum = flow_lyapunov_spectrum(
-        Pendulum(), jnp.array([2.0, 0.5]), solver="semi_implicit_euler", step_size=0.1, num_steps=2_000
-    )
+    spectrum = flow_lyapunov_spectrum(Pendulum(), jnp.array([2.0, 0.5]), solver="semi_implicit_euler", step_size=0.1, num_steps=2_000)
     assert abs(float(spectrum.exponents.sum())) < 1e-12
 
 

@@ -155,9 +155,7 @@ def _directional_derivative_check(net_of_field, field):
 def test_gradients_match_central_differences(adjoint):
     # dopri8 with 20 steps: the discrete and continuous gradients differ by O(h⁸) ≈ 1e-11,
     # so backsolve (optimise-then-discretise) is compared on the same footing.
-    autodiff, central = _directional_derivative_check(
-        lambda f: dp.SolverNet(f, solver="dopri8", num_steps=20, adjoint=adjoint), _mlp()
-    )
+    autodiff, central = _directional_derivative_check(lambda f: dp.SolverNet(f, solver="dopri8", num_steps=20, adjoint=adjoint), _mlp())
     # Central differences with step 1e-5: truncation ~1e-10·|L'''|, roundoff ~1e-16/1e-5.
     assert autodiff == pytest.approx(central, rel=1e-7)
 
@@ -214,9 +212,7 @@ def test_fixed_steps_take_the_same_steps_shared_or_not():
 
 def test_encoder_and_readout():
     readout = eqx.nn.Linear(4, 3, key=KEY)
-    net = dp.SolverNet(
-        dp.fields.MLP(4, 8, 1, key=KEY), encoder=dp.encoders.ZeroAugmentation(2), readout=readout, num_steps=3
-    )
+    net = dp.SolverNet(dp.fields.MLP(4, 8, 1, key=KEY), encoder=dp.encoders.ZeroAugmentation(2), readout=readout, num_steps=3)
     assert net(X).shape == (3,)
     assert jax.vmap(net)(jnp.stack([X, X, X])).shape == (3, 3)
     ts, ys = net.trajectory(X)

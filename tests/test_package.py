@@ -114,7 +114,9 @@ def test_randomness_always_comes_from_a_key_argument():
     # Exact where it may be: exact=True draws nothing, and without it a missing key is a ValueError.
     optional = {"deepest.regularisers.jacobian_frobenius"}
     defaulted = [
-        name for name, signature in _public_functions() if "key" in signature.parameters and signature.parameters["key"].default is not inspect.Parameter.empty and name not in optional
+        name
+        for name, signature in _public_functions()
+        if "key" in signature.parameters and signature.parameters["key"].default is not inspect.Parameter.empty and name not in optional
     ]
     assert not defaulted, f"these default their key: {defaulted}"
     constant_keys = [name for name, path in MODULES.items() if "PRNGKey(0)" in path.read_text() or "key(0)" in path.read_text()]

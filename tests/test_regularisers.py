@@ -98,9 +98,7 @@ def test_hutchinson_estimate_is_unbiased(probe):
     xs = jax.random.normal(jax.random.PRNGKey(3), (2, 3))
     exact = float(_value(jacobian_frobenius, net, xs, exact=True))
     num_estimates = 4000
-    estimates = jax.jit(jax.vmap(lambda key: jacobian_frobenius(net, xs, probe=probe, key=key)))(
-        jax.random.split(KEY, num_estimates)
-    )
+    estimates = jax.jit(jax.vmap(lambda key: jacobian_frobenius(net, xs, probe=probe, key=key)))(jax.random.split(KEY, num_estimates))
     standard_error = float(jnp.std(estimates)) / np.sqrt(num_estimates)
     assert standard_error > 1e-3 * exact  # the probes do vary: the test is not vacuous
     # Unbiased: the mean of 4000 independent estimates lies within 3 standard errors of the
@@ -234,4 +232,3 @@ def test_bad_input_is_refused_with_the_reason():
         local_error(fixed.with_solver("bosh3"), XS, num_steps=5)
     with pytest.raises(ValueError, match="leading batch axis"):
         kinetic_energy(fixed, XS[0])
-

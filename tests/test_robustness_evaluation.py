@@ -70,9 +70,7 @@ def test_deepfool_is_no_larger_than_minimal_fgsm_on_a_trained_net():
     assert float(share) >= 0.9
 
 
-@pytest.mark.parametrize(
-    "attack", [fgsm, functools.partial(pgd, num_steps=20, key=jax.random.PRNGKey(1))], ids=["fgsm", "pgd"]
-)
+@pytest.mark.parametrize("attack", [fgsm, functools.partial(pgd, num_steps=20, key=jax.random.PRNGKey(1))], ids=["fgsm", "pgd"])
 def test_robust_accuracy_on_a_trained_net_is_non_increasing(attack):
     _, model, xs, labels = trained_digits_net()
     result = robust_accuracy(model, xs, labels, np.linspace(0.0, 0.5, 11), attack=attack)

@@ -65,7 +65,11 @@ def _max_error(name, problem, frequency, num_steps):
     method = dp.solver(name, root_rtol=1e-10, root_atol=1e-10)
     final_time = 10.0 if problem == "oscillator" else 2.0
     options = dict(
-        t0=0.0, t1=final_time, dt0=None, max_steps=num_steps, saveat=diffrax.SaveAt(steps=True),
+        t0=0.0,
+        t1=final_time,
+        dt0=None,
+        max_steps=num_steps,
+        saveat=diffrax.SaveAt(steps=True),
         stepsize_controller=diffrax.StepTo(ts=jnp.linspace(0.0, final_time, num_steps + 1)),
     )
     if problem == "growth":

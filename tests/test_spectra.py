@@ -41,7 +41,6 @@ def test_linear_field_spectrum_is_eig_of_a_at_every_layer():
     np.testing.assert_allclose(spec.log_norm, np.linalg.eigvalsh((A + A.T) / 2)[-1], atol=1e-10)
 
 
-
 def test_nets_differing_in_weights_and_step_size_share_one_compiled_jacobian_program(traced):
     # The layer times enter the compiled program as data, not as the net's static t0 and t1:
     # a sweep's seeds and step sizes trace it once (7 layers: a shape no other test uses),
@@ -130,9 +129,7 @@ def test_mlp_spectrum_matches_a_finite_difference_jacobian():
     step = 1e-6
     columns = [(np.asarray(field(t, y + step * e)) - np.asarray(field(t, y - step * e))) / (2 * step) for e in np.eye(4)]
     # Central differences: O(step²) truncation and ε/step ≈ 1e-10 rounding.
-    np.testing.assert_allclose(
-        _sorted(spec.eigenvalues[0, 1]), _sorted(np.linalg.eigvals(np.stack(columns, axis=1))), atol=1e-8
-    )
+    np.testing.assert_allclose(_sorted(spec.eigenvalues[0, 1]), _sorted(np.linalg.eigvals(np.stack(columns, axis=1))), atol=1e-8)
 
 
 def _normal_matrices(count, *, key):

@@ -1,5 +1,6 @@
 """Stability theory against closed forms and against the diffrax solvers themselves."""
 
+import functools
 import math
 
 import diffrax
@@ -124,7 +125,13 @@ def test_growth_factor_matches_one_diffrax_step(name):
 
     def one_step_norm(matrix):
         solution = diffrax.diffeqsolve(
-            LINEAR, method, t0=0.0, t1=H, dt0=None, y0=jnp.array([1.0, 0.0]), args=matrix,
+            LINEAR,
+            method,
+            t0=0.0,
+            t1=H,
+            dt0=None,
+            y0=jnp.array([1.0, 0.0]),
+            args=matrix,
             stepsize_controller=diffrax.StepTo(ts=jnp.array([0.0, H])),
         )
         return jnp.linalg.norm(solution.ys[-1])  # one step multiplies by R(z): |R(z)|
@@ -155,9 +162,7 @@ def _step(name, matrix, state):
 @pytest.mark.parametrize("name", MULTISTEP + PARTITIONED)
 def test_growth_factor_matches_spectral_radius_of_diffrax_step_map(name):
     z = _test_points(name)
-    step_maps = jax.vmap(lambda matrix: jax.jacfwd(lambda s: _step(name, matrix, s))(jnp.zeros(4)))(
-        jnp.asarray(_realified(z / H))
-    )
+    step_maps = jax.vmap(lambda matrix: jax.jacfwd(lambda s: _step(name, matrix, s))(jnp.zeros(4)))(jnp.asarray(_realified(z / H)))
     observed = np.abs(np.linalg.eigvals(np.asarray(step_maps))).max(axis=-1)
     # Eigenvalues of a non-normal 4×4 map lose accuracy near a double root; the test points
     # stay 1% away from the boundary, where roots are well separated.
@@ -167,8 +172,14 @@ def test_growth_factor_matches_spectral_radius_of_diffrax_step_map(name):
 def test_leapfrog_growth_over_many_steps_of_diffeqsolve():
     def norms(z):
         solution = diffrax.diffeqsolve(
-            LINEAR, dp.solver("leapfrog_midpoint"), t0=0.0, t1=2000 * H, dt0=H, y0=jnp.array([1.0, 0.0]),
-            args=jnp.asarray(_realified(z / H)), saveat=diffrax.SaveAt(ts=jnp.array([1000 * H, 2000 * H])),
+            LINEAR,
+            dp.solver("leapfrog_midpoint"),
+            t0=0.0,
+            t1=2000 * H,
+            dt0=H,
+            y0=jnp.array([1.0, 0.0]),
+            args=jnp.asarray(_realified(z / H)),
+            saveat=diffrax.SaveAt(ts=jnp.array([1000 * H, 2000 * H])),
             max_steps=2001,
         )
         return np.asarray(jnp.linalg.norm(solution.ys, axis=-1))
@@ -202,10 +213,9 @@ def test_leapfrog_boundary_locus_is_the_segment():
 def test_jax_and_numpy_agree_under_jit():
     z = np.array([-1.5 + 0.3j, 0.2j, -2.5 + 0j, 1j])
     for name in ["rk4", "leapfrog_midpoint", "kvaerno5"]:
-        growth = jax.jit(lambda w: stability.growth_factor(name, w))(jnp.asarray(z))
+        growth = jax.jit(functools.partial(stability.growth_factor, name))(jnp.asarray(z))
         np.testing.assert_allclose(growth, stability.growth_factor(name, z), rtol=1e-13)
-        assert (np.asarray(jax.jit(lambda w: stability.is_stable(name, w))(jnp.asarray(z)))
-                == stability.is_stable(name, z)).all()
+        assert (np.asarray(jax.jit(functools.partial(stability.is_stable, name))(jnp.asarray(z))) == stability.is_stable(name, z)).all()
 
 
 def test_clear_errors_for_methods_without_an_r_of_z():

@@ -1,7 +1,5 @@
 """Energy drift and reversibility of solver-nets against closed forms and written-out recurrences."""
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -67,9 +65,7 @@ def _step_matrices(solver, h):
     if solver == "euler":
         return np.eye(4) + h * A, np.eye(4) - h * A
     # Symplectic Euler: q ← q + hKp, then p ← p − hKᵀq with the new q; backwards K → −K.
-    return tuple(
-        np.block([[identity, sign * h * K], [-sign * h * K.T, identity - h * h * K.T @ K]]) for sign in (1.0, -1.0)
-    )
+    return tuple(np.block([[identity, sign * h * K], [-sign * h * K.T, identity - h * h * K.T @ K]]) for sign in (1.0, -1.0))
 
 
 def _written_out_round_trip(solver, y0, h, steps):

@@ -36,7 +36,6 @@ import numpy as np
 # ('f->F', 'd->D', ...) since NumPy 1.8, and the only GIL-free vector-free batched LAPACK
 # among our dependencies.
 from numpy.linalg import _umath_linalg
-
 from threadpoolctl import threadpool_limits
 
 from .._cores import available_cores

@@ -19,11 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ..layers import check_batch, check_one_step, layer_chain, solver_step, trajectories
 from ..network import SolverNet
+from ..solvers import MULTISTEP
 from . import krylov
 from ._batched_linalg import singular_values
-from ..solvers import MULTISTEP
-from ..layers import check_batch, check_one_step, layer_chain, solver_step, trajectories
 from .spectra import choose_method
 
 GRADIENT_REGIMES = ("vanishing", "stable", "exploding", "diverged")
@@ -78,7 +78,7 @@ class GradientNorms(eqx.Module):
         return jnp.sum(centred * (profile - profile.mean())) / jnp.sum(centred**2)
 
     def regime(self, factor: float = REGIME_FACTOR) -> str:
-        """"vanishing", "exploding" or "stable": whether the fitted profile changes by more
+        """ "vanishing", "exploding" or "stable": whether the fitted profile changes by more
         than `factor` (default `REGIME_FACTOR`) across the net's depth (|slope|·L > ln factor),
         and in which direction; "diverged" if any gradient norm is NaN or infinite."""
         if not np.all(np.isfinite(np.asarray(self.state))):
@@ -142,9 +142,7 @@ def _backward_norms(field, readout, grid, states, targets, solver_name, root_rto
             field_gradient, previous = pullback(adjoint)
             return previous, (jnp.linalg.norm(previous), _tree_norm(field_gradient))
 
-        _, (state_norms, parameter_norms) = jax.lax.scan(
-            backward, adjoint, (grid[:-1], grid[1:], states[:-1]), reverse=True
-        )
+        _, (state_norms, parameter_norms) = jax.lax.scan(backward, adjoint, (grid[:-1], grid[1:], states[:-1]), reverse=True)
         return jnp.append(state_norms, jnp.linalg.norm(adjoint)), parameter_norms, loss
 
     return jax.vmap(one_sample)(states, targets)
@@ -210,6 +208,7 @@ def io_jacobian_singular_values(net: SolverNet, xs, *, method: str = "auto", num
         # (backsolve would give the continuous adjoint's approximation).
         jacobians = _state_jacobians(dataclasses.replace(net, encoder=None, adjoint="recursive_checkpoint"), initial_states)
         return InputOutputSpectrum(singular_values=singular_values(jacobians), time=time, method=method)
+
     # Forward-mode products cannot go through diffrax's checkpointed adjoint; the chain of
     # layer maps is the same computation, differentiable both ways.
     def flow(y0):

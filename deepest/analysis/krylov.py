@@ -61,15 +61,9 @@ def _check_dimensions(dim: int, krylov_dim: int | None, count: int, what: str) -
     if krylov_dim is None:
         krylov_dim = min(dim, max(_DEFAULT_KRYLOV_DIM, 2 * count + 2))
     if krylov_dim > dim:
-        raise ValueError(
-            f"krylov_dim={krylov_dim} exceeds dim={dim}: a Krylov basis has at most dim vectors. "
-            f"Use krylov_dim ≤ {dim}."
-        )
+        raise ValueError(f"krylov_dim={krylov_dim} exceeds dim={dim}: a Krylov basis has at most dim vectors. Use krylov_dim ≤ {dim}.")
     if count >= krylov_dim:
-        raise ValueError(
-            f"{what}={count} needs krylov_dim > {count}, got krylov_dim={krylov_dim}. "
-            f"Use {what} < krylov_dim ≤ dim={dim}."
-        )
+        raise ValueError(f"{what}={count} needs krylov_dim > {count}, got krylov_dim={krylov_dim}. Use {what} < krylov_dim ≤ dim={dim}.")
     return krylov_dim
 
 
@@ -281,7 +275,7 @@ def arnoldi_eigenvalues(
         """J on a batch of complex vectors: the real and imaginary parts in one vmapped call."""
         parts = jnp.concatenate([vectors.real, vectors.imag]).astype(real_dtype)
         images = jax.vmap(matvec)(parts).astype(real_dtype)
-        return (images[: len(vectors)] + 1j * images[len(vectors):]).astype(complex_dtype)
+        return (images[: len(vectors)] + 1j * images[len(vectors) :]).astype(complex_dtype)
 
     def expand(size, V, H):
         """Arnoldi steps j = size … m − 1 onto a Krylov decomposition of that size."""
@@ -431,9 +425,7 @@ def top_singular_values(
         estimates = jnp.abs(B[m - 1, m] * left[m - 1])
         converged = jnp.all(estimates[:num_values] <= tol * values[0])
         done = converged | (restarts >= max_restarts) | ~jnp.all(jnp.isfinite(B))
-        V, U, B = jax.tree.map(
-            lambda old, new: jnp.where(done, old, new), (V, U, B), restart(V, U, B, left, values, right)
-        )
+        V, U, B = jax.tree.map(lambda old, new: jnp.where(done, old, new), (V, U, B), restart(V, U, B, left, values, right))
         return V, U, B, jnp.array(k), restarts + jnp.where(done, 0, 1), done, left, values, right
 
     V = jnp.zeros((m + 1, dim), real_dtype).at[0].set(start)

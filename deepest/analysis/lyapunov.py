@@ -38,9 +38,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ..fields import AbstractSeparableField
+from ..layers import check_batch, check_one_step, layer_step, layer_times, solver_step
 from ..network import SolverNet
 from ..solvers import MULTISTEP, PARTITIONED, check_solver_name
-from ..layers import check_batch, check_one_step, layer_step, layer_times, solver_step
 
 
 class LyapunovSpectrum(eqx.Module):
@@ -103,9 +103,7 @@ def lyapunov_spectrum(
         >>> spectrum.exponents   # ≈ (0.419, −1.623); their sum is ln 0.3
     """
     step_size, times = _uniform_times(t0, step_size, num_steps, transient_steps)
-    return _qr_spectrum(
-        lambda t, t_next, y: step(t, y, None), y0, times, step_size, num_steps, num_exponents, transient_steps
-    )
+    return _qr_spectrum(lambda t, t_next, y: step(t, y, None), y0, times, step_size, num_steps, num_exponents, transient_steps)
 
 
 def flow_lyapunov_spectrum(
@@ -231,9 +229,7 @@ def _qr_spectrum(step, y0, times, step_size, num_steps, num_exponents, transient
     averaged."""
     y0 = jnp.asarray(y0)
     if y0.ndim != 1:
-        raise ValueError(
-            f"The state must be 1-D, shape (d,), got shape {y0.shape}. Flatten it, or vmap over a batch."
-        )
+        raise ValueError(f"The state must be 1-D, shape (d,), got shape {y0.shape}. Flatten it, or vmap over a batch.")
     if not jnp.issubdtype(y0.dtype, jnp.floating):
         # An integer start (e.g. jnp.zeros(2, int)) would fix the scan carry to integers.
         y0 = y0.astype(float)
@@ -241,10 +237,7 @@ def _qr_spectrum(step, y0, times, step_size, num_steps, num_exponents, transient
     if num_exponents is None:
         num_exponents = dimension
     if not (isinstance(num_exponents, int) and 1 <= num_exponents <= dimension):
-        raise ValueError(
-            f"num_exponents must be an integer from 1 to the state dimension {dimension}, "
-            f"got {num_exponents!r}."
-        )
+        raise ValueError(f"num_exponents must be an integer from 1 to the state dimension {dimension}, got {num_exponents!r}.")
 
     def qr_step(carry, interval):
         state, basis = carry

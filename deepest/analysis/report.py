@@ -98,17 +98,14 @@ class StabilityReport:
         values = self._headline()
         lines = [
             f"Stability report: {describe_solver(self.spectrum.solver, self.spectrum.solver_options)}, {values['num_layers']} layers, h = {values['step_size']:.4g}",
-            f"  h·λ outside the region: {self.fraction_outside:.1%} overall, "
-            f"{np.max(self.fraction_outside_per_layer):.1%} in the worst layer",
+            f"  h·λ outside the region: {self.fraction_outside:.1%} overall, {np.max(self.fraction_outside_per_layer):.1%} in the worst layer",
             f"  largest growth factor: {self.max_growth:.4f}   max Re λ: {values['max_spectral_abscissa']:.4f}"
             f"   max log-norm μ₂: {self.max_log_norm:.4f}",
         ]
         if self.gradients is None:
             lines.append("  gradients: not computed (not asked for, or a two-step solver: no one-step layer map)")
         else:
-            lines.append(
-                f"  gradients: {self.gradient_regime} (slope of log‖∂L/∂y_k‖: {values['gradient_slope']:+.4f} per layer)"
-            )
+            lines.append(f"  gradients: {self.gradient_regime} (slope of log‖∂L/∂y_k‖: {values['gradient_slope']:+.4f} per layer)")
         if self.io is None:
             lines.append("  input–output Jacobian, Lyapunov exponents: not computed")
         else:

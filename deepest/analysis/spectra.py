@@ -20,10 +20,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Complex, Float
 
 from .. import stability
+from ..layers import check_one_step, layer_step, trajectories
 from ..network import SolverNet
 from . import krylov
 from ._batched_linalg import eigenvalues, singular_values, symmetric_eigenvalues
-from ..layers import check_one_step, layer_step, trajectories
 
 # Above this state dimension the spectra are estimated matrix-free (Krylov iterations on
 # jvp/vjp) instead of forming and factorising each Jacobian: a dense eigen-decomposition
@@ -48,7 +48,7 @@ DUPLICATE_TOLERANCE = 1e-6
 
 
 def choose_method(method: str, state_dim: int) -> str:
-    """"dense" or "matrix_free" for a requested method ("auto" decides by `DENSE_LIMIT`)."""
+    """ "dense" or "matrix_free" for a requested method ("auto" decides by `DENSE_LIMIT`)."""
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}. Valid methods are: {', '.join(METHODS)}.")
     if method == "auto":
@@ -112,9 +112,7 @@ class JacobianSpectrum(eqx.Module):
     @property
     def fraction_outside_per_layer(self) -> Float[Array, " steps"]:
         """Share of h·λ outside the region at each layer, over samples and eigenvalues."""
-        return jnp.sum(self.outside, axis=(0, 2), dtype=self.real_dtype) / jnp.sum(
-            self.finite, axis=(0, 2), dtype=self.real_dtype
-        )
+        return jnp.sum(self.outside, axis=(0, 2), dtype=self.real_dtype) / jnp.sum(self.finite, axis=(0, 2), dtype=self.real_dtype)
 
     @property
     def real_dtype(self):
@@ -179,6 +177,7 @@ def jacobian_spectrum(net: SolverNet, xs, *, method: str = "auto", num_eigenvalu
         values = eigenvalues(jacobians)
         log_norm = symmetric_eigenvalues(symmetric_parts)[..., -1]
     else:
+
         def extremal(t, y):
             matvec, rmatvec = krylov.jacobian_products(lambda state: field(t, state, None), y)
 
@@ -186,9 +185,7 @@ def jacobian_spectrum(net: SolverNet, xs, *, method: str = "auto", num_eigenvalu
                 return (matvec(v) + rmatvec(v)) / 2
 
             def search(operator, count, which):
-                return krylov.arnoldi_eigenvalues(
-                    operator, y.shape[-1], num_eigenvalues=count, which=which, dtype=y.dtype
-                ).eigenvalues_or_nan
+                return krylov.arnoldi_eigenvalues(operator, y.shape[-1], num_eigenvalues=count, which=which, dtype=y.dtype).eigenvalues_or_nan
 
             largest = search(matvec, num_eigenvalues, "magnitude")
             rightmost = search(matvec, num_eigenvalues, "real")
@@ -253,9 +250,7 @@ def layer_map_spectrum(net: SolverNet, xs, *, method: str = "auto", num_eigenval
     if method == "dense":
         jacobian = jax.vmap(jax.vmap(lambda t, t_next, y: jax.jacfwd(step_map(t, t_next))(y)), in_axes=(None, None, 0))
         jacobians = jacobian(starts, ends, states)
-        return LayerMapSpectrum(
-            eigenvalues=eigenvalues(jacobians), singular_values=singular_values(jacobians), method=method
-        )
+        return LayerMapSpectrum(eigenvalues=eigenvalues(jacobians), singular_values=singular_values(jacobians), method=method)
 
     def extremal(t, t_next, y):
         matvec, rmatvec = krylov.jacobian_products(step_map(t, t_next), y)

@@ -35,9 +35,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ..layers import check_batch, layer_times, trajectories
 from ..network import SolverNet
 from ..solvers import PARTITIONED, solver
-from ..layers import check_batch, layer_times, trajectories
 
 
 class EnergyDrift(eqx.Module):

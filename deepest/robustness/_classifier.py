@@ -100,9 +100,7 @@ def check_epsilon(epsilon, xs, what: str = "epsilon", *, positive: bool = False)
     numeric = jnp if traced else np
     epsilon = numeric.asarray(epsilon, dtype=xs.dtype)
     if epsilon.shape not in ((), (batch,)):
-        raise ValueError(
-            f"{what} must be a number or one per sample, shape ({batch},); got shape {epsilon.shape}."
-        )
+        raise ValueError(f"{what} must be a number or one per sample, shape ({batch},); got shape {epsilon.shape}.")
     allowed = "positive and finite" if positive else "non-negative and finite"
     invalid = ~numeric.isfinite(epsilon) | ((epsilon <= 0) if positive else (epsilon < 0))
     if traced:

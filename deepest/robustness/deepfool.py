@@ -51,9 +51,7 @@ class DeepFoolResult(AbstractAttackResult):
     overshoot: float = eqx.field(static=True)
 
 
-def deepfool(
-    model, xs, *, num_classes: int | None = None, max_iterations: int = 50, overshoot: float = 0.02
-) -> DeepFoolResult:
+def deepfool(model, xs, *, num_classes: int | None = None, max_iterations: int = 50, overshoot: float = 0.02) -> DeepFoolResult:
     """Minimal L2 adversarial perturbations by multiclass DeepFool (see the module docstring).
 
     Args:
@@ -77,9 +75,7 @@ def deepfool(
     """
     xs, _ = check_inputs(xs, None, "deepfool")
     check_positive_integer(max_iterations, "max_iterations")
-    if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
-    ):
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2):
         raise ValueError(f"num_classes must be an integer ≥ 2 or None (all classes), got {num_classes!r}.")
     if not overshoot >= 0:
         raise ValueError(f"overshoot must be non-negative, got {overshoot!r}.")

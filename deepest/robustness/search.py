@@ -36,9 +36,7 @@ class MinimalEpsilon(eqx.Module):
         return jnp.where(self.found, jax.vmap(l2_norm)(self.perturbation), jnp.inf)
 
 
-def minimal_epsilon(
-    model, xs, labels, *, attack=fgsm, low: float = 0.0, high: float, num_bisections: int = 20
-) -> MinimalEpsilon:
+def minimal_epsilon(model, xs, labels, *, attack=fgsm, low: float = 0.0, high: float, num_bisections: int = 20) -> MinimalEpsilon:
     """Bisect each sample's budget between `low` and `high` for the attack's success threshold.
 
     Success at ε means argmax model(attack(model, x, y, ε).adversarial) ≠ y. If the attack fails at a and

@@ -57,10 +57,7 @@ def perturbation_growth(net: SolverNet, xs, directions) -> PerturbationGrowth:
     directions = jnp.asarray(directions)
     expected = (xs.shape[0], net.field.state_dim)
     if directions.shape != expected:
-        raise ValueError(
-            f"directions must be one perturbation of the initial state per sample, shape {expected}; "
-            f"got shape {directions.shape}."
-        )
+        raise ValueError(f"directions must be one perturbation of the initial state per sample, shape {expected}; got shape {directions.shape}.")
     return _perturbation_growth(net, xs, directions)
 
 
@@ -100,9 +97,7 @@ class EmpiricalSensitivity(eqx.Module):
     epsilon: Float[Array, " batch"]
 
 
-def empirical_sensitivity(
-    net: SolverNet, xs, *, epsilon, num_steps: int = 50, step_size=None, key
-) -> EmpiricalSensitivity:
+def empirical_sensitivity(net: SolverNet, xs, *, epsilon, num_steps: int = 50, step_size=None, key) -> EmpiricalSensitivity:
     """The worst perturbation growth of y_0 ↦ y_L in a small L2 ball, by projected gradient ascent.
 
     Maximises ½‖y_L(y_0 + δ) − y_L(y_0)‖² over ‖δ‖₂ ≤ ε from a random δ on the sphere:
