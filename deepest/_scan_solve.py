@@ -60,8 +60,8 @@ def scan_solve(method: diffrax.AbstractSolver, terms, times, y0, *, all_states: 
         )
     # Time enters the state through the field, so the state computes in at least its precision.
     y0 = jax.tree.map(lambda part: part.astype(jnp.result_type(part, times.dtype)), y0)
-    tableau = type(method).tableau if isinstance(method, diffrax.AbstractERK) else None
-    if tableau is not None:
+    tableau = getattr(type(method), "tableau", None) if isinstance(method, diffrax.AbstractERK) else None
+    if isinstance(tableau, diffrax.ButcherTableau):
         # What diffrax's FSAL state holds after its first step: f(t_0, y_0).
         solver_state = terms.vf(times[0], y0, None) if tableau.fsal else None
     else:

@@ -8,7 +8,7 @@ field) and the discretisation (which solver, which step) are independent choices
 import abc
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
@@ -115,8 +115,9 @@ class Linear(AbstractVectorField):
             raise ValueError(f"Linear needs a square matrix, got shape {matrix.shape}.")
         self.matrix = matrix
 
-    @property
-    def state_dim(self) -> int:
+    # equinox lets a property meet an AbstractVar; mypy reads the AbstractVar as a dataclass field.
+    @property  # type: ignore[misc]
+    def state_dim(self) -> int:  # type: ignore[override]
         # The last axis: stacked in a PerLayer, the matrix gains a leading layer axis.
         return self.matrix.shape[-1]
 
@@ -427,8 +428,8 @@ class PerLayer(AbstractVectorField):
         self.t0 = float(t0)
         self.t1 = float(t1)
 
-    @property
-    def state_dim(self) -> int:
+    @property  # type: ignore[misc]  # a property meeting the AbstractVar, as in Linear
+    def state_dim(self) -> int:  # type: ignore[override]
         return self.stacked.state_dim
 
     def layer_index(self, t):
@@ -451,7 +452,7 @@ def _linear(state_dim: int, scale: float = 1.0, *, key: PRNGKeyArray | None = No
 
 
 # The fields a config names (`[model] field`): name -> constructor(state_dim, ..., *, key).
-FIELDS = {
+FIELDS: dict[str, Callable[..., AbstractVectorField]] = {
     "mlp": MLP,
     "linear": _linear,
     "antisymmetric": Antisymmetric,

@@ -219,7 +219,7 @@ class SolverNet(eqx.Module):
         # ys (saves, B, d) → (B, saves, d); every other leaf (times, stats, result) repeated per sample.
         per_sample = lambda leaf: jnp.broadcast_to(leaf, (xs.shape[0], *jnp.shape(leaf)))
         repeated = jax.tree.map(per_sample, dataclasses.replace(solution, ys=None))
-        return dataclasses.replace(repeated, ys=jnp.swapaxes(solution.ys, 0, 1))
+        return dataclasses.replace(repeated, ys=jnp.swapaxes(jnp.asarray(solution.ys), 0, 1))
 
     def _scan_solution(self, x) -> diffrax.Solution:
         """The `Solution` diffeqsolve would give with SaveAt(t1=True), from `scan_solve`."""
@@ -237,7 +237,8 @@ class SolverNet(eqx.Module):
                 "num_rejected_steps": jnp.zeros_like(num_steps),
                 "max_steps": self.max_steps or self.num_steps,
             },
-            result=diffrax.RESULTS.successful,
+            # equinox declares an Enumeration's items as strings, which mypy takes them for.
+            result=diffrax.RESULTS.successful,  # type: ignore[arg-type]
             solver_state=None,
             controller_state=None,
             made_jump=None,
@@ -280,6 +281,8 @@ class SolverNet(eqx.Module):
         """`diffrax.diffeqsolve` of the terms from y0 under this net's solver, steps and
         adjoint (one sample's state, or a batch's with shared steps)."""
         fixed = self.num_steps is not None
+        controller: diffrax.AbstractStepSizeController
+        backward_controller: diffrax.AbstractStepSizeController
         if fixed:
             grid = self._times()
             controller = diffrax.StepTo(ts=grid)

@@ -65,8 +65,8 @@ def _layer_states(net: SolverNet, xs, name: str):
             # BacksolveAdjoint cannot differentiate the saved intermediate steps; the same
             # discrete solve, differentiated directly, gives the same states.
             net = net.with_solver(net.solver, adjoint="recursive_checkpoint")
-        _, states = jax.vmap(net.trajectory)(xs)
-        return times[:-1], states[:, :-1]
+        _, trajectory_states = jax.vmap(net.trajectory)(xs)
+        return times[:-1], trajectory_states[:, :-1]
 
     # The layer maps chained: one step of the net's diffrax solver each, the numbers of its
     # solve, but faster to differentiate than diffeqsolve's checkpointed loop (measured,
@@ -75,10 +75,10 @@ def _layer_states(net: SolverNet, xs, name: str):
     def one_layer(y, interval):
         return layer_step(net, net.field, interval[0], interval[1], y), y
 
-    def states(x):
+    def layer_inputs(x):
         return jax.lax.scan(one_layer, net.encode(x), (times[:-1], times[1:]))[1]
 
-    return times[:-1], jax.vmap(states)(xs)
+    return times[:-1], jax.vmap(layer_inputs)(xs)
 
 
 def _over_layers(function, times, states, *per_state):
@@ -162,6 +162,7 @@ def jacobian_frobenius(
 
         squared_norms = _over_layers(squared_norm, times, states)
     else:
+        assert key is not None  # refused above, before any work
         shape = (*states.shape[:2], num_probes, states.shape[-1])
         if probe == "rademacher":
             probes = jax.random.rademacher(key, shape, dtype=states.dtype)
@@ -211,7 +212,7 @@ def weight_smoothness(net: SolverNet, xs=None) -> Float[Array, ""]:
         )
     spacing = (field.t1 - field.t0) / field.num_layers
     weights = jax.tree.leaves(eqx.filter(field.stacked, eqx.is_inexact_array))
-    return sum(jnp.sum(jnp.diff(weight, axis=0) ** 2) for weight in weights) / spacing
+    return jnp.asarray(sum(jnp.sum(jnp.diff(weight, axis=0) ** 2) for weight in weights) / spacing)
 
 
 def spectral_penalty(net: SolverNet, xs, *, margin: float = 0.0) -> Float[Array, ""]:

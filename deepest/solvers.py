@@ -308,7 +308,7 @@ def function_evaluations(name: str, num_steps):
     if name in _EVALUATIONS:
         start, per_step = _EVALUATIONS[name]
     else:
-        table = type(solver(name)).tableau
+        table = _diffrax_tableau(name)
         start, per_step = (1, table.num_stages - 1) if table.fsal else (0, table.num_stages)
     return start + per_step * num_steps
 
@@ -334,6 +334,14 @@ _ONE_STAGE = {
 }
 
 
+def _diffrax_tableau(name: str) -> diffrax.ButcherTableau:
+    """The `diffrax.ButcherTableau` the Runge–Kutta solver `name` steps with."""
+    tableau = getattr(type(solver(name)), "tableau", None)
+    if not isinstance(tableau, diffrax.ButcherTableau):
+        raise ValueError(f"{name!r} has no single Butcher tableau in diffrax.")
+    return tableau
+
+
 def butcher_tableau(name: str) -> Tableau:
     """The Butcher tableau (A, b, c) of the one-step Runge–Kutta method `name`.
 
@@ -349,7 +357,7 @@ def butcher_tableau(name: str) -> Tableau:
             f"{name!r} is not a one-step Runge–Kutta method and has no Butcher tableau; "
             f"its stability comes from a characteristic polynomial (deepest.stability)."
         )
-    table = type(solver(name)).tableau
+    table = _diffrax_tableau(name)
     num_stages = table.num_stages
     A = np.zeros((num_stages, num_stages))
     for i, row in enumerate(table.a_lower, start=1):

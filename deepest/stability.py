@@ -47,7 +47,7 @@ from .solvers import butcher_tableau, check_solver_options
 # Step matrices of the two-step methods on the test problem, entry by entry as polynomials in z
 # (coefficients in ascending powers), as functions of the solver's options; see the module
 # docstring for where each row comes from.
-_STEP_MATRICES = {
+_STEP_MATRICES: dict[str, Callable[..., tuple]] = {
     "leapfrog_midpoint": lambda: (((0.0,), (1.0,)), ((1.0,), (0.0, 2.0))),
     "reversible_heun": lambda: (((1.0, 1.0), (0.0, 0.0, 0.5)), ((2.0,), (-1.0, 1.0))),
     # The symmetric split a = b = λ; the characteristic polynomial depends on z² only.
@@ -74,7 +74,7 @@ def _numerator_denominator(name: str) -> tuple[np.ndarray, np.ndarray]:
         # R(z) = Σ_k (bᵀ A^{k−1} 𝟙) z^k exactly, since A is nilpotent.
         terms, stage = [1.0], np.ones(len(tableau.b))
         for _ in range(len(tableau.b)):
-            terms.append(tableau.b @ stage)
+            terms.append(float(tableau.b @ stage))
             stage = tableau.A @ stage
         return np.trim_zeros(np.array(terms), "b"), np.ones(1)
     # det(I − zX) = Σ_k c_k z^k where (c_0, c_1, ...) are np.poly(X): det(λI − X) = Σ c_k λ^{s−k}.
@@ -317,7 +317,7 @@ def boundary_locus(name: str, num_points: int = 1024, **options) -> np.ndarray:
     for i, row in enumerate(in_z):
         roots = poly.polyroots(np.trim_zeros(row, "b"))
         if i > 0 and len(roots) == branches:
-            order = []
+            order: list[int] = []
             for previous in locus[i - 1]:
                 distance = np.abs(roots - previous)
                 distance[order] = np.inf

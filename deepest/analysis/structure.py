@@ -37,7 +37,7 @@ from jaxtyping import Array, Float
 
 from ..layers import check_batch, layer_times, trajectories
 from ..network import SolverNet
-from ..solvers import PARTITIONED, solver
+from ..solvers import join_state, ode_terms, solver, split_state
 
 
 class EnergyDrift(eqx.Module):
@@ -175,14 +175,11 @@ def _backward_solve(net: SolverNet, y1, solver_state):
     the same step h, every solve still running forward in time as SolverNet's do.
     """
     total = net.t0 + net.t1
-    if net.solver in PARTITIONED:
-        terms = (
-            diffrax.ODETerm(eqx.Partial(_reversed_rate, net.field.position_rate, total)),
-            diffrax.ODETerm(eqx.Partial(_reversed_rate, net.field.momentum_rate, total)),
-        )
-        y1 = tuple(jnp.split(y1, 2))
-    else:
-        terms = diffrax.ODETerm(eqx.Partial(_reversed_rate, net.field, total))
+    terms = jax.tree.map(
+        lambda term: diffrax.ODETerm(eqx.Partial(_reversed_rate, term.vector_field, total)),
+        ode_terms(net.solver, net.field),
+        is_leaf=lambda node: isinstance(node, diffrax.ODETerm),
+    )
     method = solver(net.solver, root_rtol=net.root_rtol, root_atol=net.root_atol, **dict(net.solver_options))
     solution = diffrax.diffeqsolve(
         terms,
@@ -190,16 +187,14 @@ def _backward_solve(net: SolverNet, y1, solver_state):
         t0=net.t0,
         t1=net.t1,
         dt0=None,
-        y0=y1,
+        y0=split_state(net.solver, y1),
         saveat=diffrax.SaveAt(t1=True),
         stepsize_controller=diffrax.StepTo(ts=layer_times(net)),
         max_steps=net.num_steps,
         throw=net.throw,
         solver_state=solver_state,
     )
-    if net.solver in PARTITIONED:
-        return jnp.concatenate([part[-1] for part in solution.ys])
-    return solution.ys[-1]
+    return join_state(net.solver, solution.ys)[-1]
 
 
 @eqx.filter_jit
