@@ -58,9 +58,9 @@ def batch_shardings(batch_size: int, devices) -> tuple[Sharding, Sharding]:
     `data_parallel_width` of `devices`, or both the first device's where that is one.
 
     One device gets its own placement, not a one-device mesh: jit compiles a program for each
-    placement of its arguments, and no array outside `fit` lies on such a mesh, so every
-    evaluation after training compiled fit's evaluation program again (quickstart: four of
-    its eight evaluation programs, about 1 s of its 20 s; measured 2026-12-05).
+    placement of its arguments, and no array outside `fit` lies on such a mesh: every
+    evaluation after training would compile fit's evaluation program again (in quickstart,
+    four more evaluation programs, about 1 s of its 20 s).
     """
     devices = list(devices)
     if not devices:
