@@ -73,7 +73,7 @@ import jax
 import jax.numpy as jnp
 
 import deepest as dp
-from deepest.analysis._batched_linalg import eigenvalues, symmetric_eigenvalues
+from deepest._batched_linalg import eigenvalues, symmetric_eigenvalues
 from deepest.layers import trajectories
 
 

@@ -1,10 +1,8 @@
 """A compiled function of equinox trees, called with their array leaves alone.
 
 `eqx.filter_jit` splits its arguments into arrays and the rest on every call, walking and
-rebuilding each equinox module in Python. For a SolverNet and its Adam state that took
-~0.3 ms a call (measured 2026-12-05 on the 2-core machine: a training step of the issue-7
-model, Euler 10, batch 256, 2.01 ms through `eqx.filter_jit`, 1.71 ms as a `jax.jit` of the
-leaves), a sixth of a small model's step. A training loop calls its step thousands of times
+rebuilding each equinox module in Python. For a SolverNet and its Adam state that costs
+~0.3 ms a call on the 2-core machine, a sixth of a small model's step. A training loop calls its step thousands of times
 on trees of one structure, so `split` splits them once: the array leaves travel as a flat
 list, which `jax.jit` dispatches in C++, the rest stays in their `TreeLayout`, and the trees
 are rebuilt only where the loop needs them.

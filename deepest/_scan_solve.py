@@ -18,9 +18,9 @@ once on the way back.
 
 An explicit Runge–Kutta step (`diffrax.AbstractERK`) is evaluated from that solver's own
 Butcher tableau with its stages written out (`explicit_runge_kutta_step`): diffrax runs the
-stages in a loop built for variable stage counts and implicit stages, whose reverse mode made
-a classical-RK4 training step 1.4–1.7 times as long as a hand-written one (benchmarks/README.md,
-2026-12-04); written out, the stages are what a hand-written step computes. The other
+stages in a loop built for variable stage counts and implicit stages, whose reverse mode makes
+a classical-RK4 training step 1.4–1.7 times as long as a hand-written one (benchmarks/README.md);
+written out, the stages are what a hand-written step computes. The other
 explicit solvers (Euler, the partitioned, multistep and reversible ones) take diffrax's step.
 """
 

@@ -97,9 +97,14 @@ def _results(arguments) -> int:
 def _list(arguments) -> int:
     import tomllib
 
+    from .experiment import ConfigError
     from .experiment.loading import shipped_experiments
 
-    shipped = shipped_experiments()
+    try:
+        shipped = shipped_experiments()
+    except ConfigError as error:
+        print(f"deepest list: {error}", file=sys.stderr)
+        return 2
     width = max((len(name) for name in shipped), default=0)
     for name, file in shipped.items():
         with file.open("rb") as toml:

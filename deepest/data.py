@@ -60,7 +60,7 @@ def make(
     noise: float | None = None,
     test_fraction: float = 0.2,
     standardise: bool = True,
-    seed: int = 0,
+    seed: int,
 ) -> Dataset:
     """Generate dataset `name`, split it and standardise its inputs.
 

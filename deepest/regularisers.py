@@ -107,7 +107,7 @@ def kinetic_energy(net: SolverNet, xs) -> Float[Array, ""]:
     Reference: Finlay et al., "How to train your neural ODE" (2020, arXiv:2002.02798).
     """
     times, states = _layer_states(net, xs, "kinetic_energy")
-    velocities = _over_layers(net.field, times, states)
+    velocities = _over_layers(lambda t, y: net.field(t, y, None), times, states)
     return jnp.mean(net.step_size * jnp.sum(velocities**2, axis=(1, 2)))
 
 
@@ -158,7 +158,7 @@ def jacobian_frobenius(
     if exact:
 
         def squared_norm(t, y):
-            return jnp.sum(jax.jacfwd(lambda state: net.field(t, state))(y) ** 2)
+            return jnp.sum(jax.jacfwd(lambda state: net.field(t, state, None))(y) ** 2)
 
         squared_norms = _over_layers(squared_norm, times, states)
     else:
@@ -170,7 +170,7 @@ def jacobian_frobenius(
             probes = jax.random.normal(key, shape, dtype=states.dtype)
 
         def estimate(t, y, epsilons):
-            _, pullback = jax.vjp(lambda state: net.field(t, state), y)
+            _, pullback = jax.vjp(lambda state: net.field(t, state, None), y)
             rows = jax.vmap(lambda epsilon: pullback(epsilon)[0])(epsilons)
             return jnp.mean(jnp.sum(rows**2, axis=-1))
 
@@ -258,7 +258,7 @@ def spectral_penalty(net: SolverNet, xs, *, margin: float = 0.0) -> Float[Array,
     if not margin < 1:
         raise ValueError(f"margin must be below 1 (the penalty starts at growth 1 − margin ≥ 0), got {margin}.")
     times, states = _layer_states(net, xs, "spectral_penalty")
-    jacobians = _over_layers(jax.jacfwd(lambda t, y: net.field(t, y), argnums=1), times, states)
+    jacobians = _over_layers(jax.jacfwd(lambda t, y: net.field(t, y, None), argnums=1), times, states)
     growth = stability.growth_factor(net.solver, net.step_size * jnp.linalg.eigvals(jacobians))
     return jnp.mean(jax.nn.relu(growth - (1 - margin)) ** 2)
 

@@ -55,6 +55,7 @@ def train_moons(net, data, seen):
         )
     finally:
         _array_leaves.TreeLayout.jit = jit
+        dp.clear_caches()  # nor may a later fit reuse the spying step
 """
 
 TWO_DEVICES = """

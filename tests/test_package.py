@@ -108,17 +108,18 @@ def test_loss_fn_is_the_last_required_argument():
 
 
 def test_randomness_always_comes_from_a_key_argument():
-    """No public function draws from a key it was not given: no defaulted `key`, and no
-    PRNGKey made from a constant inside the library (only the experiment runner turns a
-    config's seed into a key)."""
+    """No public function draws from a key it was not given: no defaulted `key` or `seed`,
+    and no PRNGKey made from a constant inside the library (only `deepest.experiment.run`
+    turns a config's seed into a key)."""
     # Exact where it may be: exact=True draws nothing, and without it a missing key is a ValueError.
     optional = {"deepest.regularisers.jacobian_frobenius"}
     defaulted = [
-        name
+        f"{name}({argument}=...)"
         for name, signature in _public_functions()
-        if "key" in signature.parameters and signature.parameters["key"].default is not inspect.Parameter.empty and name not in optional
+        for argument in ("key", "seed")
+        if argument in signature.parameters and signature.parameters[argument].default is not inspect.Parameter.empty and name not in optional
     ]
-    assert not defaulted, f"these default their key: {defaulted}"
+    assert not defaulted, f"these default their randomness: {defaulted}"
     constant_keys = [name for name, path in MODULES.items() if "PRNGKey(0)" in path.read_text() or "key(0)" in path.read_text()]
     assert not constant_keys, constant_keys
 

@@ -24,7 +24,7 @@ def test_evaluate_discretisations_integrates_the_trained_field_with_each_solver(
     moons = dp.data.make("moons", num_samples=64, seed=0)
     readout = eqx.nn.Linear(4, 2, key=jax.random.PRNGKey(0))
     net = dp.SolverNet(dp.fields.Linear(-jnp.eye(4)), solver="euler", num_steps=4, encoder=dp.encoders.ZeroAugmentation(2), readout=readout)
-    results = evaluate_discretisations(net, moons, ["euler", "rk4", "semi_implicit_euler"], [4, 0])
+    results = evaluate_discretisations(net, moons, solvers=["euler", "rk4", "semi_implicit_euler"], num_steps=[4, 0])
     assert [(result.solver, result.num_steps) for result in results] == [
         (solver, steps) for solver in ("euler", "rk4", "semi_implicit_euler") for steps in (4, 0)
     ]

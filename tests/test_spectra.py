@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import deepest as dp
-from deepest.analysis import _batched_linalg, jacobian_spectrum, layer_map_spectrum
-from deepest.analysis._batched_linalg import eigenvalues, singular_values, symmetric_eigenvalues
+from deepest import _batched_linalg
+from deepest._batched_linalg import eigenvalues, singular_values, symmetric_eigenvalues
+from deepest.analysis import jacobian_spectrum, layer_map_spectrum
 
 KEY = jax.random.PRNGKey(0)
 XS = jax.random.normal(jax.random.PRNGKey(1), (3, 4))

@@ -19,11 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._batched_linalg import singular_values
 from ..layers import check_batch, check_one_step, layer_chain, solver_step, trajectories
 from ..network import SolverNet
 from ..solvers import MULTISTEP
 from . import krylov
-from ._batched_linalg import singular_values
 from .spectra import choose_method
 
 GRADIENT_REGIMES = ("vanishing", "stable", "exploding", "diverged")

@@ -20,15 +20,15 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Complex, Float
 
 from .. import stability
+from .._batched_linalg import eigenvalues, singular_values, symmetric_eigenvalues
 from ..layers import check_one_step, layer_step, trajectories
 from ..network import SolverNet
 from . import krylov
-from ._batched_linalg import eigenvalues, singular_values, symmetric_eigenvalues
 
 # Above this state dimension the spectra are estimated matrix-free (Krylov iterations on
 # jvp/vjp) instead of forming and factorising each Jacobian: a dense eigen-decomposition
 # costs O(d³) per matrix, a Krylov estimate O(d·m²) plus a few hundred Jacobian-vector
-# products. Measured 2026-11-23 on the 2-core machine (float32, MLP fields, 4 samples × 10
+# products. Measured on the 2-core machine (float32, MLP fields, 4 samples × 10
 # layers, `python -m benchmarks.spectra --batch 4 --layers 10 --matrix-free-batch 4
 # --state-dim d`): dense is 4 to 8× faster at d = 128 and 256 (256: 104 against 26
 # spectra/s), 4.4× at 384 and 2.5× at 512 (20 against 8), and returns every eigenvalue,

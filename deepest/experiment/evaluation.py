@@ -35,7 +35,7 @@ class DiscretisationEvaluation:
         return entry if self.note is None else {**entry, "note": self.note}
 
 
-def evaluate_discretisations(net: SolverNet, dataset: Dataset, solvers, num_steps) -> list[DiscretisationEvaluation]:
+def evaluate_discretisations(net: SolverNet, dataset: Dataset, *, solvers, num_steps) -> list[DiscretisationEvaluation]:
     """The trained `net`'s field on `dataset`'s test split under every solver × step count.
 
     Each pair integrates the same field, encoder and readout (`SolverNet.with_solver`) and
@@ -54,7 +54,7 @@ def evaluate_discretisations(net: SolverNet, dataset: Dataset, solvers, num_step
         One `DiscretisationEvaluation` per (solver, num_steps), solvers outermost.
 
     Example:
-        >>> results = evaluate_discretisations(trained, data, ["euler", "rk4"], [4, 16])
+        >>> results = evaluate_discretisations(trained, data, solvers=["euler", "rk4"], num_steps=[4, 16])
         >>> [(r.solver, r.num_steps, r.test_accuracy) for r in results]
     """
     return [_evaluate(net, dataset, solver, steps) for solver, steps in itertools.product(solvers, num_steps)]

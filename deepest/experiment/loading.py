@@ -20,13 +20,21 @@ from importlib.resources.abc import Traversable
 
 from .config import ConfigError, ExperimentConfig, from_dict
 
-# The package whose TOML files are the shipped experiments (pyproject.toml maps it to experiments/).
+# The package whose TOML files are the shipped experiments (setup.py maps it to experiments/).
 SHIPPED_PACKAGE = "deepest.experiments"
 
 
 def shipped_experiments() -> dict[str, Traversable]:
     """The experiments shipped with deepest, name -> file, in the order of their names."""
-    files = sorted(importlib.resources.files(SHIPPED_PACKAGE).iterdir(), key=lambda file: file.name)
+    try:
+        package = importlib.resources.files(SHIPPED_PACKAGE)
+    except ModuleNotFoundError as error:
+        # An editable install made before the experiments became package data maps no such package.
+        raise ConfigError(
+            f"This installation of deepest has no shipped experiments ({SHIPPED_PACKAGE} is missing): "
+            f"reinstall it, e.g. `python -m pip install -e .` in the repository."
+        ) from error
+    files = sorted(package.iterdir(), key=lambda file: file.name)
     return {file.name.removesuffix(".toml"): file for file in files if file.name.endswith(".toml")}
 
 

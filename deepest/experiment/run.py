@@ -117,7 +117,9 @@ def _entry(config: ExperimentConfig, dataset, replica: int, result, records: lis
     }
     if completed:
         spec = config.evaluation
-        entry["evaluation"] = [evaluation.to_dict() for evaluation in evaluate_discretisations(result.model, dataset, spec.solvers, spec.num_steps)]
+        entry["evaluation"] = [
+            evaluation.to_dict() for evaluation in evaluate_discretisations(result.model, dataset, solvers=spec.solvers, num_steps=spec.num_steps)
+        ]
     if config.analysis.report and config.discretisation.num_steps:
         # Also for a diverged run: the report of its last good model (the initial one if it
         # diverged at step 0) is what says why it blew up.

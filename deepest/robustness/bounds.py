@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ..analysis._batched_linalg import singular_values, symmetric_eigenvalues
+from .._batched_linalg import singular_values, symmetric_eigenvalues
 from ..layers import check_batch, check_one_step, layer_step, layer_times
 from ..network import SolverNet
 
@@ -95,7 +95,7 @@ def gronwall_bound(net: SolverNet, xs) -> GronwallBound:
     """
     check_one_step(net, "gronwall_bound")
     field_jacobians, step_jacobians = _layer_jacobians(net, check_batch(xs, "gronwall_bound"))
-    # The batched LAPACK calls run outside jit (see deepest.analysis._batched_linalg).
+    # The batched LAPACK calls run outside jit (see deepest._batched_linalg).
     symmetric_parts = (field_jacobians + jnp.swapaxes(field_jacobians, -1, -2)) / 2
     return GronwallBound(
         log_norm=symmetric_eigenvalues(symmetric_parts)[..., -1],

@@ -65,6 +65,8 @@ def pgd(
         step_size = 2.5 * epsilon / num_steps
     else:
         step_size = check_epsilon(step_size, xs, "step_size", positive=True)
+    if random_start and key is None:
+        raise ValueError("pgd with random_start=True needs a PRNG key: pass key=jax.random.PRNGKey(...), or random_start=False.")
     return _pgd(model, xs, labels, epsilon, step_size, key if random_start else None, norm, num_steps)
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from numpy.linalg import _umath_linalg
 from threadpoolctl import threadpool_limits
 
-from .._cores import available_cores
+from ._cores import available_cores
 
 # Matrices per task: about 6 ms of LAPACK (16 at n = 64, fewer as the work grows as n³), so
 # per-block costs (a finiteness check, a thread hand-off, the gufunc's workspace query) stay
