@@ -24,7 +24,9 @@ def test_the_shipped_experiments_are_the_repositorys_experiments_folder():
 def test_a_wheel_in_a_fresh_venv_lists_and_runs_the_shipped_experiments(tmp_path):
     # Built from a copy of the sources: an in-tree build would reuse build/, which keeps the
     # files of modules since deleted. Offline: no build isolation, no index.
-    ignored = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", "runs", ".pytest_cache", "*venv", "notebooks")
+    ignored = shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", "__pycache__", "runs", ".pytest_cache", ".mypy_cache", ".ruff_cache", "*venv", "notebooks"
+    )
     shutil.copytree(ROOT, tmp_path / "source", ignore=ignored)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     subprocess.run(

@@ -13,6 +13,7 @@ from .config import ConfigError, ExperimentConfig
 
 
 def dataset(config: ExperimentConfig) -> data.Dataset:
+    """The dataset of a config's `[data]` table (a negative noise means the generator's default)."""
     spec = config.data
     return data.make(
         spec.name,
@@ -59,5 +60,6 @@ def network(config: ExperimentConfig, dataset: data.Dataset, *, replica: int = 0
 
 
 def optimiser(config: ExperimentConfig):
+    """The optax optimiser of a config's `[training]` table, its schedule over the run's steps."""
     spec = config.training
     return train.optimiser(spec.optimiser, spec.learning_rate, schedule=spec.schedule, num_steps=spec.num_steps, warmup_steps=spec.warmup_steps)

@@ -60,10 +60,12 @@ def _json_text(value, **options) -> str:
 
 
 def write_json(path: pathlib.Path, value) -> None:
+    """`value` as indented JSON at `path`, written atomically (NaN and ±inf as null)."""
     write_atomic(path, lambda file: file.write((_json_text(value, indent=2, sort_keys=True) + "\n").encode()))
 
 
 def read_json(path: pathlib.Path):
+    """The JSON value stored at `path`."""
     return json.loads(path.read_text())
 
 
@@ -118,6 +120,7 @@ def metrics_up_to(path: pathlib.Path, step: float) -> list[dict]:
 
 
 def write_metrics(path: pathlib.Path, records: list[dict]) -> None:
+    """`records` as a metrics.jsonl file, one JSON object a line, replacing `path` atomically."""
     write_atomic(path, lambda file: file.write("".join(_json_text(record) + "\n" for record in records).encode()))
 
 

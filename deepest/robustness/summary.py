@@ -57,6 +57,7 @@ class RobustnessSummary:
 
     @property
     def clean_accuracy(self) -> float:
+        """Accuracy on the unperturbed inputs."""
         return float(np.mean(np.asarray(self.accuracy.clean)))
 
     @property

@@ -29,12 +29,14 @@ class Progress:
         self._bar = tqdm(total=num_steps, initial=start_step, disable=None if show is None else not show, leave=False)
 
     def advance(self, metrics: list[dict], alive: list[bool]) -> None:
+        """One step done: the bar moves on and shows the mean loss of the replicas still training."""
         if self._bar.disable:  # a hidden bar's loss would be formatted for nothing, every step
             return
         self._bar.update(1)
         self._bar.set_postfix(loss=f"{np.mean([entry['loss'] for entry, live in zip(metrics, alive) if live]):.4f}", refresh=False)
 
     def close(self) -> None:
+        """Remove the bar (it is not left behind on the terminal)."""
         self._bar.close()
 
 
