@@ -11,9 +11,9 @@ On a CPU it does not pay for the nets this project trains: XLA's partitioner all
 weight gradients inside the backward solve, at every solver step, and each device's share of a
 small batch costs nearly as much as the whole batch. Measured on the 2-core machine
 (`python -m benchmarks --only devices`, table in benchmarks/README.md: a training step of
-`fit`, Euler, tanh MLP of depth 2 on a 4-dimensional state): on two devices a step takes 4.9
-times as long as on one at width 32, batch 128, 4 steps; 2.3 times at width 64, batch 256, 20
-steps; 1.01 times at width 128, batch 512, 20 steps. One device is therefore the default.
+`fit`, Euler, tanh MLP of depth 2 on a 4-dimensional state): on two devices a step takes 6.5
+times as long as on one at width 32, batch 128, 4 steps; 3.2 times at width 64, batch 256, 20
+steps; 1.12 times at width 128, batch 512, 20 steps. One device is therefore the default.
 
 CPU devices. JAX shows a CPU as one device unless told otherwise before its backend starts
 (`jax_num_cpu_devices`, or `JAX_NUM_CPU_DEVICES` in the environment when jax is imported).
