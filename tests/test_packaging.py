@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import shutil
+import site
 import subprocess
 import sys
 
@@ -38,6 +39,10 @@ def test_a_wheel_in_a_fresh_venv_lists_and_runs_the_shipped_experiments(tmp_path
     # The dependencies come from this environment; deepest itself only from the wheel (the
     # editable install of this checkout, visible through the system site, is ignored).
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", tmp_path / "venv"], check=True)
+    # Where this environment is itself a venv, "system" is the interpreter's own site: put this
+    # environment's site directories on the new venv's path too, after its own.
+    (own_site,) = (tmp_path / "venv" / "lib").glob("python*/site-packages")
+    (own_site / "dependencies.pth").write_text("".join(f"{directory}\n" for directory in site.getsitepackages()))
     python = tmp_path / "venv" / "bin" / "python"
     subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", wheel], check=True, capture_output=True)
     environment = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "JAX_NUM_CPU_DEVICES")}
