@@ -71,9 +71,6 @@ class StabilityReport:
     def to_dict(self) -> dict:
         """Headline numbers as plain Python values, NaN where a diverged net has none (a run
         directory writes them as null: `deepest.experiment.rundir.json_ready`)."""
-        return self._headline()
-
-    def _headline(self) -> dict:
         return {
             "solver": self.spectrum.solver,
             "solver_options": dict(self.spectrum.solver_options),
@@ -95,7 +92,7 @@ class StabilityReport:
 
     def summary(self) -> str:
         """A compact text summary, one finding per line."""
-        values = self._headline()
+        values = self.to_dict()
         lines = [
             f"Stability report: {describe_solver(self.spectrum.solver, self.spectrum.solver_options)}, {values['num_layers']} layers, h = {values['step_size']:.4g}",
             f"  h·λ outside the region: {self.fraction_outside:.1%} overall, {np.max(self.fraction_outside_per_layer):.1%} in the worst layer",
