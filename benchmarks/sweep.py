@@ -99,7 +99,9 @@ def _contender(config: pathlib.Path, directory: pathlib.Path, jobs: int, cores_b
     def call():
         out = directory / f"{config.stem}-jobs{jobs}-{next(counter)}"
         cpu, start = _children_cpu_seconds(), time.perf_counter()
-        run_python("-m", "deepest", "run", str(config), "--out", str(out), "--jobs", str(jobs))
+        run_python(
+            "-m", "deepest", "run", str(config), "--out", str(out), "--jobs", str(jobs), "--compilation-cache", str(out / ".compilation_cache")
+        )
         cores_busy.append((_children_cpu_seconds() - cpu) / (time.perf_counter() - start))
         finished = len(list(out.glob("*/*/summary.json")))
         if finished != RUNS:

@@ -1,6 +1,7 @@
 """The `deepest` command: run experiments, tabulate and report their results.
 
-    deepest run experiments/quickstart.toml [--out runs] [--set training.learning_rate=3e-3] [--jobs N] [--devices D] [--no-compilation-cache]
+    deepest run experiments/quickstart.toml [--out runs] [--set training.learning_rate=3e-3] [--jobs N] [--devices D]
+                [--compilation-cache DIR | --no-compilation-cache]
     deepest run quickstart                   (a shipped experiment by name, as `deepest list` shows them)
     deepest results runs/quickstart [--csv results.csv] [--figure results.png --y test_accuracy --colour model.field --by data.name]
     deepest list
@@ -10,8 +11,13 @@
 core), this process and spawned ones, each pinned to its own share of the cores. --devices D shows each
 run's process D CPU devices, over which training splits every minibatch (`deepest._devices`);
 the default, one: on the 2-core machine two devices were at best level with it (benchmarks/README.md).
-Compiled programs are kept in OUT/.compilation_cache (`deepest._compilation_cache`), shared by a
-sweep's workers and reused by later invocations; --no-compilation-cache compiles everything anew.
+Compiled programs are kept in a private per-user cache (`deepest._compilation_cache`, which
+says why it is never a shared run directory), shared by a sweep's workers and reused by later
+invocations; --no-compilation-cache compiles everything anew. Two commands on one sweep and
+--out split its runs between them. Ctrl-C (SIGINT) stops every run at its current step with a
+checkpoint and exits with status 130; the same command resumes them. A damaged file in a run
+directory is named in one line and recovered from; a file that cannot be written (a full disk)
+stops the command with one line, leaving the runs resumable.
 Figures are drawn off-screen (matplotlib's Agg backend) and written to files.
 """
 
@@ -19,16 +25,18 @@ import argparse
 import os
 import pathlib
 import sys
+import warnings
 
 from . import _devices
-from ._compilation_cache import use_compilation_cache
+from ._compilation_cache import UntrustedCacheError, default_directory, use_compilation_cache
 from ._cores import available_cores
+from ._interrupts import redeliver_swallowed_interrupts
 
 
 def _run(arguments) -> int:
     # Before anything starts JAX's backend, for the runs in this process (all of them, or its
     # share of a sweep); spawned workers set their own.
-    cache = None if arguments.no_compilation_cache else pathlib.Path(arguments.out) / ".compilation_cache"
+    cache = None if arguments.no_compilation_cache else pathlib.Path(arguments.compilation_cache or default_directory())
     fresh = True  # JAX's backend not started: this process can be one of a sweep's workers
     try:
         _devices.use_cpu_devices(arguments.devices)
@@ -43,9 +51,16 @@ def _run(arguments) -> int:
         fresh = False
     else:
         if cache is not None:
-            use_compilation_cache(cache)
+            try:
+                use_compilation_cache(cache)
+            except UntrustedCacheError as error:
+                print(f"deepest run: {error}", file=sys.stderr)
+                return 2
     from .experiment import ConfigError, run_experiment
     from .experiment.results import collect, format_table
+    from .experiment.rundir import RunFileError, one_line_warning
+
+    warnings.formatwarning = one_line_warning
 
     try:
         summaries = run_experiment(
@@ -60,6 +75,9 @@ def _run(arguments) -> int:
     except ConfigError as error:
         print(f"deepest run: {arguments.config}: {error}", file=sys.stderr)
         return 2
+    except (RunFileError, UntrustedCacheError) as error:
+        print(f"deepest run: {error}; the runs resume when the same command is run again", file=sys.stderr)
+        return 1
     directory = pathlib.Path(arguments.out) / summaries[0]["experiment"]
     print(format_table(*collect(directory)))
     print(f"\nRuns, metrics and figures: {directory}/<run_id>/ (figures/stability_report.png)")
@@ -68,6 +86,9 @@ def _run(arguments) -> int:
 
 def _results(arguments) -> int:
     from .experiment.results import collect, format_table, to_csv
+    from .experiment.rundir import one_line_warning
+
+    warnings.formatwarning = one_line_warning
 
     try:
         header, rows = collect(arguments.directory)
@@ -114,10 +135,11 @@ def _list(arguments) -> int:
 
 def _report(arguments) -> int:
     from .experiment.report import write_report
+    from .experiment.rundir import DamagedFile, RunFileError
 
     try:
         path = write_report(arguments.run_dir)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, DamagedFile, RunFileError) as error:
         print(f"deepest report: {error}", file=sys.stderr)
         return 2
     print(path.read_text())
@@ -153,11 +175,13 @@ def parser() -> argparse.ArgumentParser:
         default=1,
         help="JAX CPU devices per run's process, each minibatch split over them (default: 1; JAX_NUM_CPU_DEVICES in the environment wins)",
     )
-    run.add_argument(
-        "--no-compilation-cache",
-        action="store_true",
-        help="compile every program anew instead of keeping compiled programs in OUT/.compilation_cache for the runs of this and later invocations",
+    caching = run.add_mutually_exclusive_group()
+    caching.add_argument(
+        "--compilation-cache",
+        metavar="DIR",
+        help=f"keep compiled programs in DIR, which only you may write to (default: {default_directory()}), for this and later invocations",
     )
+    caching.add_argument("--no-compilation-cache", action="store_true", help="compile every program anew, keeping none")
     run.set_defaults(handler=_run)
     results = commands.add_parser("results", help="one table across the runs of an experiment directory")
     results.add_argument("directory", help="e.g. runs/quickstart")
@@ -178,7 +202,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     arguments = parser().parse_args(argv)
     _draw_off_screen()
-    return arguments.handler(arguments)
+    redeliver_swallowed_interrupts()
+    try:
+        return arguments.handler(arguments)
+    except KeyboardInterrupt:
+        # The runs have checkpointed their current step (`deepest.experiment.pool`).
+        resume = "; run the same command again to resume" if arguments.command == "run" else ""
+        print(f"\ndeepest {arguments.command}: interrupted{resume}", file=sys.stderr)
+        return 130
 
 
 def _draw_off_screen() -> None:

@@ -5,7 +5,7 @@ import os
 import pytest
 from _experiments import TINY, set_options
 
-from deepest import cli
+from deepest import _compilation_cache, cli
 from deepest._cores import available_cores
 from deepest.experiment import config, loading
 
@@ -14,6 +14,22 @@ def test_run_options_default_to_the_available_cores_and_one_device():
     defaults = cli.parser().parse_args(["run", "x.toml"])
     assert defaults.jobs == len(available_cores()) and defaults.devices == 1 and not defaults.no_compilation_cache
     assert cli.parser().parse_args(["run", "x.toml", "--no-compilation-cache"]).no_compilation_cache
+    assert defaults.compilation_cache is None  # the per-user default
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["run", "x.toml", "--no-compilation-cache", "--compilation-cache", "cache"])
+
+
+def test_the_compilation_cache_is_private_to_its_user(tmp_path, monkeypatch):
+    # Its entries are machine code that the next run loads: a directory others may write to is refused.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home"))
+    assert _compilation_cache.default_directory() == tmp_path / "home" / "deepest" / "compilation"
+    created = _compilation_cache.check_trusted(_compilation_cache.default_directory())
+    assert created.stat().st_mode & 0o777 == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(_compilation_cache.UntrustedCacheError, match="writable by others .*chmod go-w"):
+        _compilation_cache.check_trusted(shared)
     for option in ("--jobs", "--devices"):
         with pytest.raises(SystemExit):
             cli.parser().parse_args(["run", "x.toml", option, "0"])

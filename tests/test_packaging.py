@@ -46,6 +46,7 @@ def test_a_wheel_in_a_fresh_venv_lists_and_runs_the_shipped_experiments(tmp_path
     python = tmp_path / "venv" / "bin" / "python"
     subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", wheel], check=True, capture_output=True)
     environment = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "JAX_NUM_CPU_DEVICES")}
+    environment["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # the per-user compilation cache, kept out of the user's home
 
     def run(*command):
         finished = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120)

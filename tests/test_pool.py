@@ -10,7 +10,7 @@ from _experiments import EXPERIMENTS, TINY, set_options
 
 from deepest._cores import available_cores
 from deepest.experiment import loading, run_experiment
-from deepest.experiment.pool import _LocalWorker, sweep_layout
+from deepest.experiment.pool import _Tasks, _work, sweep_layout
 from deepest.experiment.pool_schedule import PoolSchedule, training_work
 
 
@@ -49,7 +49,7 @@ def test_a_sweep_worker_runs_on_its_share_with_the_devices_asked_for():
         "from deepest.experiment.pool import start_worker\n"
         "shares = multiprocessing.get_context('spawn').Queue()\n"
         "shares.put([0])\n"
-        "start_worker(shares, 2, None)\n"
+        "start_worker(shares, 2, None, os.getppid())\n"
         "print(sorted(os.sched_getaffinity(0)), jax.config.jax_num_cpu_devices, jax.local_device_count())\n"
     )
     environment = {name: value for name, value in os.environ.items() if name != "JAX_NUM_CPU_DEVICES"}
@@ -58,40 +58,20 @@ def test_a_sweep_worker_runs_on_its_share_with_the_devices_asked_for():
     assert finished.stdout.split() == ["[0]", "2", "2"]  # the count set (unset it reads -1), then used
 
 
-def test_the_local_worker_runs_its_share_on_its_own_core_and_passes_errors_on():
-    cores = available_cores()[:1]
-    summaries, seen = {}, {}
+def test_a_worker_passes_over_the_runs_another_command_holds_and_waits_for_them_last():
+    configs = loading.load("quickstart", ["sweep={}", 'sweep.grid={"model.seed"=[0,1,2]}'])
+    held_elsewhere, calls, summaries = {1}, [], {}
 
-    def run(index):
-        seen[index] = os.sched_getaffinity(0)
-        return {"index": index}
+    def run(index, wait):
+        calls.append((index, wait))
+        return None if index in held_elsewhere and not wait else {"index": index}
 
-    worker = _LocalWorker(cores, 0, iter([2, 1, None]).__next__, run, summaries)
-    worker.start()
-    worker.finish()
-    assert summaries == {0: {"index": 0}, 2: {"index": 2}, 1: {"index": 1}}
-    # Pinned: the worker's thread alone, not the caller's.
-    assert all(affinity == set(cores) for affinity in seen.values())
-    assert os.sched_getaffinity(0) == set(available_cores())
-
-    def failing(index):
-        if index == 1:
-            raise RuntimeError("run 1 failed")
-        return {"index": index}
-
-    summaries = {}
-    worker = _LocalWorker(cores, 0, iter([1, 2, None]).__next__, failing, summaries)
-    worker.start()
-    with pytest.raises(RuntimeError, match="run 1 failed"):
-        worker.finish()
-    assert summaries == {0: {"index": 0}}
-    # Stopped (the sweep failed elsewhere): no further run is taken.
-    summaries = {}
-    worker = _LocalWorker(cores, 0, iter([1, None]).__next__, run, summaries)
-    worker.stop()
-    worker.start()
-    worker.finish()
-    assert summaries == {}
+    _work(_Tasks(configs), 0, run, summaries)
+    assert calls == [(0, False), (1, False), (2, False), (1, True)]
+    assert summaries == {index: {"index": index} for index in range(3)}
+    stopped = _Tasks(configs)
+    stopped.stop()
+    assert stopped.next(0) is None
 
 
 @pytest.mark.slow
@@ -112,6 +92,7 @@ def test_deepest_run_sweeps_in_its_own_process_and_a_spawned_one(tmp_path):
     # in a pinned thread, beside one spawned worker.
     overrides = [*TINY, "analysis.figures=false", 'sweep.grid={"model.seed"=[0,1,2]}']
     command = [sys.executable, "-m", "deepest.cli", "run", str(EXPERIMENTS / "quickstart.toml"), "--out", str(tmp_path), "--jobs", "2"]
+    command += ["--compilation-cache", str(tmp_path / "cache")]
     finished = subprocess.run([*command, *set_options(overrides)], capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     summaries = [json.loads(path.read_text()) for path in (tmp_path / "quickstart").glob("*/summary.json")]

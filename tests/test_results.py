@@ -8,17 +8,21 @@ from deepest.experiment.results import collect
 from deepest.experiment.scatter import rank_correlations
 
 
+def _fake_run(root, config: dict, summary: dict) -> None:
+    """A run directory with a hand-written config and summary (no training), named by the config's hash as a run's is."""
+    directory = root / rundir.run_id(config)
+    rundir.write_json(directory / "config.json", config)
+    rundir.write_json(directory / "summary.json", {**summary, "run_id": directory.name})
+
+
 def _fake_runs(root, values):
-    """Run directories with hand-written configs and summaries (no training)."""
-    for index, (scale, accuracy, outside) in enumerate(values):
-        directory = root / f"run{index}"
-        rundir.write_json(directory / "config.json", {"name": "fake", "model": {"scale": scale}})
+    for scale, accuracy, outside in values:
         summary = {
             "status": "completed",
             "final": {"test_accuracy": accuracy},
             "stability": {"fraction_outside": outside, "max_growth": accuracy, "top_lyapunov": None},
         }
-        rundir.write_json(directory / "summary.json", summary)
+        _fake_run(root, {"name": "fake", "model": {"scale": scale}}, summary)
 
 
 def test_results_figure_gives_spearman_rank_correlations(tmp_path, capsys):
@@ -40,10 +44,8 @@ def test_results_figure_by_a_swept_key_correlates_within_each_group(tmp_path, ca
     points = {"a": [(0.0, 0.9), (0.5, 0.8), (0.9, 0.7)], "b": [(0.0, 0.1), (0.5, 0.2), (0.9, 0.3)]}
     for kind, pairs in points.items():
         for index, (outside, accuracy) in enumerate(pairs):
-            directory = tmp_path / f"{kind}{index}"
-            rundir.write_json(directory / "config.json", {"name": "fake", "model": {"kind": kind, "scale": index}})
             summary = {"status": "completed", "final": {"test_accuracy": accuracy}, "stability": {"fraction_outside": outside}}
-            rundir.write_json(directory / "summary.json", summary)
+            _fake_run(tmp_path, {"name": "fake", "model": {"kind": kind, "scale": index}}, summary)
     figure = tmp_path / "scatter.png"
     csv = tmp_path / "results.csv"
     assert cli.main(["results", str(tmp_path), "--figure", str(figure), "--by", "model.kind", "--csv", str(csv)]) == 0

@@ -24,7 +24,7 @@ def write_report(run_dir) -> pathlib.Path:
     directory = pathlib.Path(run_dir)
     if not (directory / "config.json").exists():
         raise FileNotFoundError(f"{directory} is not a run directory (no config.json).")
-    config = rundir.read_json(directory / "config.json")
+    config = rundir.checked_config(directory)  # a damaged one stops the report, naming it
     summary = rundir.read_summary(directory)
     records = rundir.metrics_up_to(directory / "metrics.jsonl", float("inf"))
     lines = [

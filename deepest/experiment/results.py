@@ -4,6 +4,7 @@ import csv
 import functools
 import io
 import pathlib
+import warnings
 from typing import Any
 
 from . import rundir
@@ -56,17 +57,29 @@ def _robust_accuracy_at(summary: dict, epsilon: float):
     return robustness["robust_accuracy"][budgets.index(epsilon)] if epsilon in budgets else None
 
 
+def _config(run: pathlib.Path) -> dict:
+    """The run's config.json, or {} (with a warning) if it is damaged."""
+    try:
+        return rundir.checked_config(run)
+    except rundir.DamagedFile as damaged:
+        warnings.warn(f"{damaged}; its row has no config values until `deepest run` writes it again", rundir.DamagedFileWarning, stacklevel=3)
+        return {}
+
+
 def collect(directory) -> tuple[list[str], list[list]]:
     """Header and rows: one row per run directory below `directory` that has a config.json.
 
     The config columns are the keys whose values differ between the runs; unfinished runs
-    show status "running/interrupted". The robustness columns appear when some run has them.
+    show status "running/interrupted", runs with a damaged summary.json "needs re-run" and
+    with a damaged config.json no config values (each named in a `DamagedFileWarning`). The
+    robustness columns appear when some run has them.
     """
     runs = sorted(path.parent for path in pathlib.Path(directory).rglob("config.json"))
     if not runs:
         raise FileNotFoundError(f"No runs (no config.json) below {directory}.")
-    configs = [_flatten(rundir.read_json(run / "config.json")) for run in runs]
-    varying = [key for key in configs[0] if len({repr(config.get(key)) for config in configs}) > 1]
+    configs = [_flatten(_config(run)) for run in runs]
+    sound = [config for config in configs if config] or [{}]
+    varying = [key for key in sound[0] if len({repr(config.get(key)) for config in sound}) > 1]
 
     # Rows in the order of the swept values, not of the hashes.
     def sort_key(index):

@@ -18,34 +18,72 @@ from .. import _stacking, train
 from ..analysis import stability_report
 from ..robustness import robustness_summary
 from . import build, rundir
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ExperimentConfig, to_dict
 from .evaluation import evaluate_discretisations
 
 
-def run_one(config: ExperimentConfig, root, *, progress: bool | None = None) -> dict:
+def run_one(config: ExperimentConfig, root, *, progress: bool | None = None, wait: bool = True) -> dict | None:
     """Run (or resume, or skip) one config under root/<run_id>/; returns its summary.
 
     With model.replicas = R > 1 the R seeds train together (`train.fit_replicas`); the summary
     then holds each replica's own entry under "replicas" and, at the top, their mean final
     metrics, evaluations and stability numbers (the table's row) with "status" "diverged" if
     any replica diverged.
+
+    The run holds its lock (`rundir.run_lock`) while it works: if another process holds it,
+    this call waits for it to finish, or with wait=False returns None at once (the run is
+    that process's). Damaged files are set aside and recovered from (`rundir`, `checkpoint`).
     """
     resolved = to_dict(config)
     directory = pathlib.Path(root) / rundir.run_id(resolved)
-    summary_path = directory / "summary.json"
-    if summary_path.exists():
-        return {**rundir.read_json(summary_path), "skipped": True}
+    finished = _finished(directory, resolved, repair=False)
+    if finished is not None:
+        return finished
     started = time.perf_counter()
-    # Everything that can refuse the config is built before the first file is written.
+    # Everything that can refuse the config is built before the first file (the lock's) is written.
     dataset = build.dataset(config)
     nets = [build.network(config, dataset, replica=replica) for replica in range(config.model.replicas)]
+    with rundir.run_lock(directory, wait=wait) as held:
+        if not held:
+            return None
+        # Another command may have finished it while this one waited, or left it damaged.
+        finished = _finished(directory, resolved, repair=True)
+        return finished if finished is not None else _run(config, resolved, directory, dataset, nets, progress, started)
+
+
+def _finished(directory: pathlib.Path, resolved: dict, *, repair: bool) -> dict | None:
+    """The summary of the finished run in `directory` (marked skipped), or None if it has to
+    run. With `repair` (the lock held): a damaged summary is set aside, so the run finishes
+    again from its last checkpoint; a missing or damaged config.json is written again."""
+    try:
+        summary = rundir.checked_summary(directory)
+        if summary is not None:
+            rundir.checked_config(directory)
+    except rundir.DamagedFile as damaged:
+        if not repair:
+            return None
+        if damaged.path.name == "summary.json":
+            rundir.set_aside(damaged, "finishing the run again from its last checkpoint")
+            return None
+        rundir.set_aside(damaged, "writing the run's config again")
+        rundir.write_json(directory / "config.json", resolved)
+    except FileNotFoundError:  # a finished run without its config.json
+        if not repair:
+            return None
+        rundir.write_json(directory / "config.json", resolved)
+    return None if summary is None else {**summary, "skipped": True}
+
+
+def _run(config: ExperimentConfig, resolved: dict, directory: pathlib.Path, dataset, nets: list, progress, started: float) -> dict:
+    """Train `nets` (resuming from the last sound checkpoint), evaluate, report, and write summary.json."""
     replicated = len(nets) > 1
     net = train.stack_models(nets) if replicated else nets[0]
     optimiser = build.optimiser(config)
     state = train.init_state(optimiser, net, replicated=replicated)
     rundir.write_json(directory / "config.json", resolved)
     rundir.write_json(directory / "env.json", rundir.environment())
-    results = _train(config, directory, dataset, net, optimiser, state, progress)
+    results, runtime_before = _train(config, directory, dataset, net, optimiser, state, progress, started)
     records = rundir.metrics_up_to(directory / "metrics.jsonl", config.training.num_steps)
     entries = []
     for replica, result in enumerate(results):
@@ -55,23 +93,37 @@ def run_one(config: ExperimentConfig, root, *, progress: bool | None = None) -> 
     summary = {"experiment": config.name, "run_id": directory.name, **(_replica_mean(entries) if replicated else entries[0])}
     if replicated:
         summary["replicas"] = entries
-    summary["runtime_seconds"] = time.perf_counter() - started
+    # Over all the run's invocations: what the checkpoint it resumed from had spent, and this one.
+    summary["runtime_seconds"] = runtime_before + time.perf_counter() - started
     summary = rundir.json_ready(summary)
-    rundir.write_json(summary_path, summary)
+    rundir.write_json(directory / "summary.json", summary)
     return summary
 
 
-def _train(config: ExperimentConfig, directory: pathlib.Path, dataset, net, optimiser, state, progress) -> list:
+def _train(config: ExperimentConfig, directory: pathlib.Path, dataset, net, optimiser, state, progress, started: float) -> tuple[list, float]:
     """Train `net` (a stack of R > 1 replicas: together, `train.fit_replicas`) from the run's
-    last checkpoint, recording metrics.jsonl and checkpoints; one result per replica."""
+    last sound checkpoint, recording metrics.jsonl and checkpoints; returns one result per
+    replica and the seconds the run had spent before this invocation."""
     replicas = config.model.replicas
     metrics_path = directory / "metrics.jsonl"
-    start_step, records = 0, []
-    checkpoint = rundir.load_checkpoint(directory, net, state)
+    start_step, records, runtime_before, training_before = 0, [], 0.0, 0.0
+    checkpoint = load_checkpoint(directory, net, state)
     if checkpoint is not None:
-        start_step, net, state = checkpoint
+        start_step, net, state = checkpoint.step, checkpoint.model, checkpoint.optimiser_state
+        runtime_before, training_before = checkpoint.runtime_seconds, checkpoint.training_seconds
         records = rundir.metrics_up_to(metrics_path, start_step)
     rundir.write_metrics(metrics_path, records)
+    training_started = time.perf_counter()
+
+    def seconds() -> dict:
+        now = time.perf_counter()
+        return {"runtime_seconds": runtime_before + now - started, "training_seconds": training_before + now - training_started}
+
+    def save(step, model, optimiser_state):
+        save_checkpoint(directory, step, model, optimiser_state, **seconds())
+
+    # Replicas that diverged before the checkpoint stay frozen, as in an uninterrupted run.
+    stopped = {record.get("replica", 0): (record["step"], record["reason"]) for record in records if record.get("diverged")}
     spec = config.training
     options = dict(
         num_steps=spec.num_steps,
@@ -81,23 +133,27 @@ def _train(config: ExperimentConfig, directory: pathlib.Path, dataset, net, opti
         max_state_norm=spec.max_state_norm,
         start_step=start_step,
         optimiser_state=state,
-        on_record=lambda record: rundir.append_metrics(metrics_path, record),
+        # wall_time counts from the start of training, over all the run's invocations.
+        on_record=lambda record: rundir.append_metrics(metrics_path, {**record, "wall_time": seconds()["training_seconds"]}),
         checkpoint_every=spec.checkpoint_every,
-        on_checkpoint=lambda step, model, opt_state: rundir.save_checkpoint(directory, step, model, opt_state),
+        on_checkpoint=save,
         progress=progress,
         regularisation=config.regularisation.terms(adaptive=config.discretisation.num_steps == 0),
     )
     if replicas > 1:
-        # Replicas that diverged before the checkpoint stay frozen, as in an uninterrupted run.
-        stopped = {record["replica"]: (record["step"], record["reason"]) for record in records if record.get("diverged")}
         results = train.fit_replicas(net, dataset, optimiser, replicas=replicas, stopped=stopped, **options)
         final_model = train.stack_models([result.model for result in results])
         final_state = _stacking.stack([result.optimiser_state for result in results], "optimiser states")
+    elif stopped:
+        # It diverged before it was interrupted: its last model is the checkpoint's.
+        ((at, reason),) = stopped.values()
+        results = [train.TrainingResult(net, state, at, "diverged", at, reason, records)]
+        final_model, final_state = net, state
     else:
         results = [train.fit(net, dataset, optimiser, **options)]
         final_model, final_state = results[0].model, results[0].optimiser_state
-    rundir.save_checkpoint(directory, max(result.steps for result in results), final_model, final_state)
-    return results
+    save(max(result.steps for result in results), final_model, final_state)
+    return results, runtime_before
 
 
 def _entry(config: ExperimentConfig, dataset, replica: int, result, records: list[dict], figure: pathlib.Path) -> dict:
