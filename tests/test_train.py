@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,8 @@ import pytest
 
 import deepest as dp
 from deepest import _array_leaves, train
+from deepest.train import _objective
+from deepest.train._divergence import divergence
 
 KEY = jax.random.PRNGKey(0)
 MOONS = dp.data.make("moons", num_samples=128, seed=0)
@@ -39,7 +42,8 @@ def test_training_learns_and_compiles_each_function_once(traced):
     # Two balanced classes start at cross-entropy ≈ ln 2 = 0.69; 60 Adam steps on moons bring
     # the test loss to 0.37 (measured), well below chance level.
     assert result.history[-1]["test_loss"] < 0.5
-    assert {"loss", "accuracy", "gradient_norm", "solver_steps", "solver_failures", "test_accuracy"} <= set(result.history[0])
+    assert {"loss", "accuracy", "gradient_norm", "solver_steps", "solver_failures", "test_accuracy", "test_solver_failures"} <= set(result.history[0])
+    assert result.history[0]["test_solver_failures"] == 0.0 and "test_failure" not in result.history[0]
     assert result.history[0]["solver_steps"] == 4
 
 
@@ -77,8 +81,11 @@ def test_fit_takes_make_steps_step_on_the_minibatch_minibatches_draws(traced):
     assert "on_leaves" not in traced[count:]
     for a, b in zip(jax.tree.leaves((model, state)), jax.tree.leaves((result.model, result.optimiser_state)), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert {name: float(value) for name, value in metrics.items()} == {
-        name: value for name, value in result.history[0].items() if name not in ("step", "wall_time", "test_loss", "test_accuracy")
+    # The records say a failure's code in words (a refused step's reason), not as a number.
+    assert {name: float(value) for name, value in metrics.items() if name != "solver_result"} == {
+        name: value
+        for name, value in result.history[0].items()
+        if name not in ("step", "wall_time", "test_loss", "test_accuracy", "test_solver_failures")
     }
     with pytest.raises(ValueError, match="Valid regularisers are"):
         train.make_step(optimiser, "classification", regularisation=[("kinetic", 0.1, {})])
@@ -157,15 +164,52 @@ def test_nan_loss_non_finite_update_and_solver_failure_each_diverge_with_their_r
     assert (result.status, result.diverged_at, result.reason) == ("diverged", 0, "loss is nan")
     result = train.fit(_net(), MOONS, train.optimiser("sgd", float("inf")), num_steps=3, batch_size=8, key=KEY)
     assert (result.diverged_at, result.reason) == (0, "non-finite gradient or parameter update")
-    # Adaptive Tsit5 with a budget of 2 steps cannot reach t1 at rtol 1e-8.
-    starved = _net().with_solver("tsit5", num_steps=None, rtol=1e-8, atol=1e-8, max_steps=2)
-    result = train.fit(starved, MOONS, train.optimiser("adam", 1e-3), num_steps=3, batch_size=8, key=KEY)
-    assert result.diverged_at == 0 and result.reason.startswith("solver failed on 8 samples")
+    result = train.fit(_starved_net(), MOONS, train.optimiser("adam", 1e-3), num_steps=3, batch_size=8, key=KEY)
+    assert result.diverged_at == 0 and result.reason == f"solver failed on 8 samples: {MAX_STEPS_REACHED}"
     # Steps shared by the batch: the batch's one failure is every sample's.
     result = train.fit(
-        starved.with_solver("tsit5", batch_stepping="shared"), MOONS, train.optimiser("adam", 1e-3), num_steps=3, batch_size=8, key=KEY
+        _starved_net().with_solver("tsit5", batch_stepping="shared"), MOONS, train.optimiser("adam", 1e-3), num_steps=3, batch_size=8, key=KEY
     )
-    assert result.diverged_at == 0 and result.reason.startswith("solver failed on 8 samples")
+    assert result.diverged_at == 0 and result.reason == f"solver failed on 8 samples: {MAX_STEPS_REACHED}"
+
+
+# diffrax's message for RESULTS.max_steps_reached, as the reasons quote it.
+MAX_STEPS_REACHED = "the maximum number of solver steps was reached. Try increasing `max_steps`."
+
+
+def _starved_net():
+    """Adaptive Tsit5 with a budget of 2 steps, which cannot reach t1 at rtol 1e-8 from any input."""
+    return _net().with_solver("tsit5", num_steps=None, rtol=1e-8, atol=1e-8, max_steps=2)
+
+
+def test_failed_test_solves_record_no_test_metrics_but_what_failed():
+    # The net fails every solve: its first step is refused, and the record of the model it was
+    # refused from has no test loss or accuracy computed from wherever the solver stopped.
+    result = train.fit(_starved_net(), MOONS, train.optimiser("adam", 1e-3), num_steps=3, batch_size=8, key=KEY)
+    (record,) = result.history
+    assert np.isnan(record["test_loss"]) and np.isnan(record["test_accuracy"])
+    samples = len(MOONS.x_test)
+    assert record["test_solver_failures"] == samples
+    assert record["test_failure"] == f"solver failed on {samples} of {samples} samples: {MAX_STEPS_REACHED}"
+    assert "solver_result" not in record
+
+
+def test_a_failed_solves_reason_is_diffraxs_message_for_its_result_code():
+    healthy = {"loss": 0.7, "max_state_norm": 1.0, "gradient_norm": 1.0, "finite_update": True}
+    for item, reason in [
+        (diffrax.RESULTS.dt_min_reached, "the minimum step size was reached in the differential equation solver."),
+        (diffrax.RESULTS.nonfinite, "nonfinite (inf or nan) values detected during solve."),
+        # A message of several paragraphs: its first, on one line.
+        (diffrax.RESULTS.singular, "a linear solver returned non-finite (NaN or inf) output. This usually means that an operator was not well-posed"),
+    ]:
+        (code,) = jax.tree.leaves(item)
+        said = divergence({**healthy, "solver_failures": 3.0, "solver_result": float(code)}, max_state_norm=1e6)
+        assert said.startswith(f"solver failed on 3 samples: {reason}")
+    # A batch's results name its most frequent failure, and success where none failed.
+    results = [diffrax.RESULTS.successful, diffrax.RESULTS.nonfinite, diffrax.RESULTS.max_steps_reached, diffrax.RESULTS.nonfinite]
+    batch = jax.tree.map(lambda *codes: jnp.stack(codes), *results)
+    assert _objective._most_frequent_failure(batch) == jax.tree.leaves(diffrax.RESULTS.nonfinite)[0]
+    assert _objective._most_frequent_failure(jax.tree.map(lambda codes: codes[:1], batch)) == jax.tree.leaves(diffrax.RESULTS.successful)[0]
 
 
 def test_minibatches_are_slices_of_each_epochs_permutation_from_any_start():

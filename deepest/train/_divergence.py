@@ -3,17 +3,19 @@
 import numpy as np
 
 from .. import _stacking
+from ._objective import failure_reason
 
 
 def divergence(metrics: dict, max_state_norm: float) -> str | None:
     """Why the step with these (host) metrics diverged, or None: a non-finite loss, a final
-    state norm over `max_state_norm`, a failed solve, or a non-finite gradient or update."""
+    state norm over `max_state_norm`, a failed solve (saying what failed, `failure_reason`), or a
+    non-finite gradient or update."""
     if not np.isfinite(metrics["loss"]):
         return f"loss is {metrics['loss']}"
     if not np.isfinite(metrics["max_state_norm"]) or metrics["max_state_norm"] > max_state_norm:
         return f"state norm {metrics['max_state_norm']:.3g} > {max_state_norm:.3g}"
     if metrics["solver_failures"] > 0:
-        return f"solver failed on {int(metrics['solver_failures'])} samples"
+        return failure_reason(metrics["solver_failures"], metrics["solver_result"])
     if not np.isfinite(metrics["gradient_norm"]) or not metrics["finite_update"]:
         return "non-finite gradient or parameter update"
     return None

@@ -30,7 +30,8 @@ class TrainingResult:
         status: "completed" or "diverged".
         diverged_at: the step whose update was refused, or None.
         reason: why it diverged ("loss is nan", "state norm 3.2e+07 > 1e+06", "solver failed
-            on 3 samples", "non-finite gradient or parameter update").
+            on 3 samples: the maximum number of solver steps was reached. Try increasing
+            `max_steps`.", "non-finite gradient or parameter update").
         history: the metric records (dicts) written every `log_every` steps and at the end.
     """
 

@@ -1,11 +1,13 @@
 """The metric records of a training run and its checkpoints."""
 
+import math
 import time
 from collections.abc import Callable
 
 import numpy as np
 
 from .. import _array_leaves
+from ._objective import failure_reason
 
 
 def per_replica(values: dict, count: int) -> list[dict]:
@@ -19,8 +21,13 @@ class Records:
     `num_steps`, and the checkpoints, taken every `checkpoint_every` steps.
 
     A record is {"step", "wall_time", "replica" (when replicated), the step's training-batch
-    metrics, "test_loss", "test_accuracy"}, the last two from `evaluate` on the test split;
-    each is passed to `on_record` as it is written. A checkpoint calls
+    metrics, "test_loss", "test_accuracy", "test_solver_failures"}, the last three from
+    `evaluate` on the test split; each is passed to `on_record` as it is written. Where some
+    test solves failed, the solver stopped short of t1 and its outputs are no prediction:
+    test_loss and test_accuracy are NaN (null in metrics.jsonl, missing in the results table)
+    and "test_failure" says why ("solver failed on 40 of 40 samples: the maximum number of
+    solver steps was reached. Try increasing `max_steps`."). A failed training solve is a
+    refused step, whose "reason" says the same (`divergence`). A checkpoint calls
     on_checkpoint(step, model, state). Model and state are rebuilt from the loop's array
     leaves (`layout`) only at the steps that need them, once for both.
     """
@@ -69,13 +76,25 @@ class Records:
     def record(self, step: int, metrics: list[dict], replicas: list[int], model) -> None:
         """Append a record of `step` to the history of each of `replicas`: its `metrics` and
         the test-set metrics of `model`."""
-        test_loss, test_diagnostics = self._evaluate(model, *self._test_split)
-        tests = per_replica({"test_loss": test_loss, "test_accuracy": test_diagnostics["accuracy"]}, self._count)
+        loss, diagnostics = self._evaluate(model, *self._test_split)
+        tests = per_replica({"loss": loss, **{name: diagnostics[name] for name in ("accuracy", "solver_failures", "solver_result")}}, self._count)
         for replica in replicas:
             entry = {"step": step, "wall_time": time.perf_counter() - self._started}
             if self._replicated:
                 entry["replica"] = replica
-            entry.update({**metrics[replica], **tests[replica]})
+            # A failure's code is said in words where it matters: a refused step's reason.
+            entry.update({name: value for name, value in metrics[replica].items() if name != "solver_result"})
+            entry.update(_test_fields(tests[replica], len(self._test_split[0])))
             self.histories[replica].append(entry)
             if self._on_record is not None:
                 self._on_record(entry)
+
+
+def _test_fields(test: dict, samples: int) -> dict:
+    """A record's fields from the test split's (host) loss and diagnostics over its `samples`:
+    no loss or accuracy where some solve failed, but what failed."""
+    failures = test["solver_failures"]
+    fields = {"test_loss": test["loss"], "test_accuracy": test["accuracy"], "test_solver_failures": failures}
+    if failures:
+        fields.update(test_loss=math.nan, test_accuracy=math.nan, test_failure=failure_reason(failures, test["solver_result"], samples))
+    return fields
