@@ -1,11 +1,13 @@
 """The experiment schema: defaults, and errors that name the key, the value and what is allowed."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
 
 from deepest import data, fields
-from deepest.experiment import ConfigError, build, config
+from deepest.experiment import ConfigError, build, config, run_one
 
 
 def test_unknown_key_names_the_closest_valid_one():
@@ -77,3 +79,26 @@ def test_field_names_come_from_the_fields_registry_and_reach_each_field():
     assert built["antisymmetric"].gamma == 0.25 and built["parabolic"].width == 3
     assert (built["second_order"].stiffness, built["second_order"].damping) == (2.0, 0.125)
     assert isinstance(built["hamiltonian"], fields.Hamiltonian)
+
+
+def test_step_counts_have_limits_far_beyond_any_practical_run():
+    with pytest.raises(ConfigError, match=r"training.num_steps = 10000001 is not allowed: a positive integer up to 10000000."):
+        config.from_dict({"training": {"num_steps": 10_000_001}})
+    with pytest.raises(ConfigError, match=r"discretisation.num_steps = 100001 is not allowed: a positive integer up to 100000, or 0 for adaptive."):
+        config.from_dict({"discretisation": {"num_steps": 100_001}})
+    with pytest.raises(ConfigError, match=r"evaluation.num_steps = 100001 is not allowed: integers in \[0, 100000\] \(0: adaptive\)."):
+        config.from_dict({"evaluation": {"solvers": ["rk4"], "num_steps": [4, 100_001]}})
+    at_the_limits = config.from_dict({"training": {"num_steps": 10_000_000}, "discretisation": {"num_steps": 100_000}})
+    assert (at_the_limits.training.num_steps, at_the_limits.discretisation.num_steps) == (config.MAX_TRAINING_STEPS, config.MAX_SOLVER_STEPS)
+
+
+def test_a_batch_larger_than_the_training_split_is_refused_before_the_run_writes_a_file(tmp_path):
+    # 64 moons less the 13 held out (test_fraction 0.2) leave 51 to train on.
+    asked = config.from_dict({"data": {"name": "moons", "num_samples": 64}, "training": {"batch_size": 52}})
+    refusal = r"training.batch_size = 52 is not allowed: at most the training split's 51 samples \(64 samples of 'moons', data.test_fraction = 0.2\)"
+    with pytest.raises(ConfigError, match=refusal):
+        build.dataset(asked)
+    with pytest.raises(ConfigError, match=refusal):
+        run_one(asked, tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+    assert len(build.dataset(dataclasses.replace(asked, training=config.TrainingConfig(batch_size=51))).x_train) == 51

@@ -52,6 +52,13 @@ def test_a_swept_key_cannot_be_overridden_and_a_missing_experiment_names_the_shi
         loading.load(tmp_path / "missing.toml")
 
 
+def test_the_experiment_name_cannot_be_swept(tmp_path):
+    # Its runs would all go to the directory of the first name.
+    for kind in ("grid", "zip"):
+        with pytest.raises(ConfigError, match=rf"sweep.{kind}.'name' cannot be swept: an experiment's runs share one directory, <out>/<name>/"):
+            loading.load(write_toml(tmp_path, f'[sweep.{kind}]\nname = ["a", "b"]\n'))
+
+
 def test_a_shipped_experiment_loads_by_name_as_from_its_file():
     shipped = loading.shipped_experiments()
     assert list(shipped) == sorted(path.stem for path in EXPERIMENTS.glob("*.toml"))

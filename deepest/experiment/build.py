@@ -13,15 +13,28 @@ from .config import ConfigError, ExperimentConfig
 
 
 def dataset(config: ExperimentConfig) -> data.Dataset:
-    """The dataset of a config's `[data]` table (a negative noise means the generator's default)."""
+    """The dataset of a config's `[data]` table (a negative noise means the generator's default).
+
+    A ConfigError where training.batch_size exceeds its training split: `train.fit` would
+    draw batches of the whole split while config.json kept the larger request. The split's
+    size is first known here, where a run builds what can refuse it before writing a file.
+    """
     spec = config.data
-    return data.make(
+    made = data.make(
         spec.name,
         num_samples=spec.num_samples or None,
         noise=None if spec.noise < 0 else spec.noise,
         test_fraction=spec.test_fraction,
         seed=spec.seed,
     )
+    batch_size, size = config.training.batch_size, len(made.x_train)
+    if batch_size > size:
+        raise ConfigError(
+            f"training.batch_size = {batch_size} is not allowed: at most the training split's {size} samples "
+            f"({size + len(made.x_test)} samples of {spec.name!r}, data.test_fraction = {spec.test_fraction}). "
+            f"Lower training.batch_size or raise data.num_samples."
+        )
+    return made
 
 
 def network(config: ExperimentConfig, dataset: data.Dataset, *, replica: int = 0) -> SolverNet:

@@ -3,7 +3,9 @@
 A config is data. Every key has its default here; a file overrides some of them, and
 `--set section.key=value` overrides the file (`deepest.experiment.loading`). Validation happens
 before anything is written: an unknown key names the closest valid one, a wrong type or range
-names the key, the value and what is allowed.
+names the key, the value and what is allowed. Step counts have upper limits far beyond any
+practical run (`MAX_TRAINING_STEPS`, `MAX_SOLVER_STEPS`), and the batch may not exceed the
+training split (`deepest.experiment.build.dataset`, which knows its size).
 
     [data]            dataset and split          [training]    optimiser, steps, batches
     [model]           the vector field           [evaluation]  other discretisations to test at
@@ -26,6 +28,10 @@ from ..train import OPTIMISERS, SCHEDULES
 
 # Seeds go to NumPy, scikit-learn and jax.random.PRNGKey, which all take [0, 2³²).
 _SEEDS = f"an integer in [0, {2**32})"
+# Step counts far beyond any practical run: a digit too many is refused here, not started
+# as a run that would never finish.
+MAX_TRAINING_STEPS = 10_000_000
+MAX_SOLVER_STEPS = 100_000
 
 
 class ConfigError(ValueError):
@@ -96,7 +102,7 @@ class DiscretisationConfig:
     """The solver and its steps: the architecture's depth."""
 
     solver: str = "euler"
-    num_steps: int = 10  # 0: adaptive steps with rtol/atol
+    num_steps: int = 10  # 0: adaptive steps with rtol/atol; at most MAX_SOLVER_STEPS
     t1: float = 1.0
     rtol: float = 1e-3
     atol: float = 1e-6
@@ -106,7 +112,12 @@ class DiscretisationConfig:
 
     def __post_init__(self):
         _require(self.solver in SOLVERS, "discretisation.solver", self.solver, f"one of {', '.join(SOLVERS)}")
-        _require(self.num_steps >= 0, "discretisation.num_steps", self.num_steps, "a positive integer, or 0 for adaptive")
+        _require(
+            0 <= self.num_steps <= MAX_SOLVER_STEPS,
+            "discretisation.num_steps",
+            self.num_steps,
+            f"a positive integer up to {MAX_SOLVER_STEPS}, or 0 for adaptive",
+        )
         if self.num_steps == 0:
             adaptive = [name for name in SOLVERS if supports_adaptive(name)]
             _require(self.solver in adaptive, "discretisation.solver", self.solver, f"with num_steps = 0 (adaptive), one of {', '.join(adaptive)}")
@@ -126,8 +137,8 @@ class TrainingConfig:
     learning_rate: float = 1e-2
     schedule: str = "constant"
     warmup_steps: int = 0
-    num_steps: int = 400
-    batch_size: int = 128
+    num_steps: int = 400  # at most MAX_TRAINING_STEPS
+    batch_size: int = 128  # at most the training split's size (checked once the dataset is built)
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 100
@@ -139,6 +150,7 @@ class TrainingConfig:
         _require(self.schedule in SCHEDULES, "training.schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
         for name in ("num_steps", "batch_size", "log_every", "checkpoint_every"):
             _require(getattr(self, name) >= 1, f"training.{name}", getattr(self, name), "a positive integer")
+        _require(self.num_steps <= MAX_TRAINING_STEPS, "training.num_steps", self.num_steps, f"a positive integer up to {MAX_TRAINING_STEPS}")
         _require(self.max_state_norm > 0, "training.max_state_norm", self.max_state_norm, "a positive number")
         _require(
             0 <= self.warmup_steps < self.num_steps, "training.warmup_steps", self.warmup_steps, f"an integer in [0, num_steps = {self.num_steps})"
@@ -151,13 +163,13 @@ class EvaluationConfig:
     """Re-integrate the trained field with these solvers × step counts (0: adaptive)."""
 
     solvers: tuple[str, ...] = ()
-    num_steps: tuple[int, ...] = ()
+    num_steps: tuple[int, ...] = ()  # each at most MAX_SOLVER_STEPS
 
     def __post_init__(self):
         for solver in self.solvers:
             _require(solver in SOLVERS, "evaluation.solvers", solver, f"each one of {', '.join(SOLVERS)}")
         for count in self.num_steps:
-            _require(count >= 0, "evaluation.num_steps", count, "non-negative integers (0: adaptive)")
+            _require(0 <= count <= MAX_SOLVER_STEPS, "evaluation.num_steps", count, f"integers in [0, {MAX_SOLVER_STEPS}] (0: adaptive)")
         _require(
             bool(self.solvers) == bool(self.num_steps),
             "evaluation",

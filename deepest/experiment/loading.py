@@ -111,6 +111,12 @@ def expand_sweep(table: dict, sweep: dict) -> list[dict]:
         for key, values in entries.items():
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"sweep.{kind}.{key!r} must be a non-empty list, got {values!r}.")
+        if "name" in entries:
+            # The runner puts every run of the sweep under <out>/<name>/ of the first run.
+            raise ConfigError(
+                f"sweep.{kind}.'name' cannot be swept: an experiment's runs share one directory, <out>/<name>/. "
+                f"Sweep other keys, or write one experiment file per name."
+            )
     lengths = {len(values) for values in zipped.values()}
     if len(lengths) > 1:
         raise ConfigError(f"The lists of [sweep.zip] must have one length, got lengths {sorted(lengths)}.")
