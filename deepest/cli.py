@@ -86,7 +86,7 @@ def _run(arguments) -> int:
 
 def _results(arguments) -> int:
     from .experiment.results import collect, format_table, to_csv
-    from .experiment.rundir import one_line_warning
+    from .experiment.rundir import RunFileError, one_line_warning, write_atomic
 
     warnings.formatwarning = one_line_warning
 
@@ -97,7 +97,11 @@ def _results(arguments) -> int:
         return 2
     print(format_table(header, rows))
     if arguments.csv:
-        pathlib.Path(arguments.csv).write_text(to_csv(header, rows))
+        try:
+            write_atomic(pathlib.Path(arguments.csv), lambda file: file.write(to_csv(header, rows).encode()))
+        except RunFileError as error:
+            print(f"deepest results: {error}", file=sys.stderr)
+            return 1
         print(f"\nCSV: {arguments.csv}")
     if arguments.figure:
         from .experiment.scatter import write_scatter
@@ -107,6 +111,9 @@ def _results(arguments) -> int:
         except ValueError as error:
             print(f"deepest results: {error}", file=sys.stderr)
             return 2
+        except RunFileError as error:
+            print(f"deepest results: {error}", file=sys.stderr)
+            return 1
         print(f"\nSpearman rank correlation of {arguments.y} with each stability measure:")
         for label, correlations in groups.items():
             where = f"{label}: " if arguments.by else ""

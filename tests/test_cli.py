@@ -51,6 +51,16 @@ def test_run_names_what_it_cannot_find(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "No experiment file 'quickstrat'" in error and "quickstart" in error
     assert not (tmp_path / "runs").exists()
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes('name = "café"\n'.encode("latin-1"))
+    assert cli.main(["run", str(latin), "--out", str(tmp_path / "runs")]) == 2
+    assert "latin.toml is not a text file in UTF-8" in capsys.readouterr().err
+    # --out where a file is: one line naming what could not be written, status 1.
+    occupied = tmp_path / "occupied"
+    occupied.write_text("")
+    assert cli.main(["run", "quickstart", "--out", str(occupied), "--jobs", "1", *set_options(["sweep={}", *TINY])]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and f"cannot write {occupied}/quickstart/.locks" in error
 
 
 @pytest.mark.slow

@@ -6,9 +6,10 @@ import pytest
 from _experiments import TINY, write_toml
 
 from deepest import cli
-from deepest.experiment import ConfigError, run_experiment, rundir
+from deepest.experiment import ConfigError, run_experiment
 from deepest.experiment.results import collect, format_table, to_csv
 from deepest.experiment.run import _replica_mean
+from deepest.train import _divergence
 
 
 def test_invalid_config_writes_nothing(tmp_path):
@@ -56,27 +57,33 @@ def test_interrupted_run_resumes_to_the_same_final_metrics(replicas, tmp_path, m
     overrides = [*TINY, "training.num_steps=9", "training.log_every=1", "training.checkpoint_every=3", f"model.replicas={replicas}"]
     straight = run_experiment(path, overrides=overrides, out=tmp_path / "straight", progress=False)[0]
 
-    append = rundir.append_metrics
+    divergence = _divergence.divergence
+    calls = iter(range(10**6))
 
-    def append_then_die(file, record):
-        append(file, record)
-        if record["step"] == 7:
-            raise KeyboardInterrupt  # the machine goes away one record after the step-6 checkpoint
+    def interrupted_in_step_7(metrics, max_state_norm):
+        # Ctrl-C in the middle of step 7, steps 1–7 recorded (log_every = 1): the machine goes away.
+        if next(calls) == 7 * replicas:
+            raise KeyboardInterrupt
+        return divergence(metrics, max_state_norm)
 
-    monkeypatch.setattr(rundir, "append_metrics", append_then_die)
+    monkeypatch.setattr(_divergence, "divergence", interrupted_in_step_7)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(path, overrides=overrides, out=tmp_path / "resumed", progress=False)
     directory = tmp_path / "resumed" / "resume" / straight["run_id"]
     assert not (directory / "summary.json").exists()
+    # The steps done were checkpointed on the way out, past the regular checkpoint at step 6.
+    assert json.loads((directory / "ckpt" / "latest.eqx").read_bytes().partition(b"\n")[0])["step"] == 7
     with open(directory / "metrics.jsonl", "a") as file:
         file.write('{"step": 8, "lo')  # and a line cut short, for good measure
-    monkeypatch.setattr(rundir, "append_metrics", append)
+    monkeypatch.setattr(_divergence, "divergence", divergence)
     resumed = run_experiment(path, overrides=overrides, out=tmp_path / "resumed", progress=False)[0]
     assert resumed["final"] == straight["final"]
     assert resumed.get("replicas") == straight.get("replicas")
-    # Records after the checkpoint (7 and the broken line) are dropped and written again.
-    steps = [json.loads(line)["step"] for line in (directory / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [step for step in range(1, 10) for _ in range(replicas)]
+    # The broken line is dropped and step 8 written again; the wall time goes on counting.
+    records = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in records] == [step for step in range(1, 10) for _ in range(replicas)]
+    assert [record["wall_time"] for record in records] == sorted(record["wall_time"] for record in records)
+    assert resumed["runtime_seconds"] > records[-1]["wall_time"]
 
 
 def test_regularisers_and_lm_resnet_from_the_config_reach_training(tmp_path):

@@ -67,8 +67,13 @@ def test_a_damaged_summary_or_config_stops_no_command_and_is_repaired_by_the_nex
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
     assert "needs re-run" in rows[runs[0].name] and "completed" in rows[runs[1].name]
     assert cli.main(["report", str(runs[1])]) == 2 and "config.json is damaged" in capsys.readouterr().err
-    with pytest.warns(rundir.DamagedFileWarning, match="finishing the run again from its last checkpoint"):
+    with pytest.warns(rundir.DamagedFileWarning) as warned:
         again = run_experiment(path, overrides=SEEDS, out=tmp_path / "runs", progress=False)
+    actions = sorted(str(warning.message).split("; ")[-1] for warning in warned)
+    assert actions == [
+        "finishing the run again from its last checkpoint (kept as summary.json.damaged)",
+        "writing the run's config again (kept as config.json.damaged)",
+    ]
     assert [_untimed(summary) for summary in again] == [_untimed(finished[2][seed]) for seed in (0, 1)]
     assert json.loads((runs[1] / "config.json").read_text()) == json.loads((finished[1] / runs[1].name / "config.json").read_text())
     assert (runs[0] / "summary.json.damaged").exists() and (runs[1] / "config.json.damaged").exists()

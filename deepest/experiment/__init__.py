@@ -7,7 +7,8 @@ evaluation.py  a trained field under other solvers × step counts
 run.py         one run: train → evaluate → stability report → summary.json
 pool.py        every run of an experiment, one after another or on pinned workers
 pool_schedule.py  which run a worker of the pool does next
-rundir.py      run directories and their files (JSON, metrics, checkpoints), written atomically
+rundir.py      run directories and their files (JSON, metrics), written atomically, checked when read
+checkpoint.py  a run's checkpoints, verified before use
 results.py, scatter.py, report.py   tables, correlations and reports across finished runs
 """
 

@@ -64,6 +64,10 @@ def load(experiment, overrides=()) -> list[ExperimentConfig]:
             table = tomllib.load(file)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{experiment} is not valid TOML: {error}.") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{experiment} is not a text file in UTF-8, as TOML must be: {error}.") from error
+    except OSError as error:  # a directory, a file one may not read
+        raise ConfigError(f"cannot read {experiment}: {error.strerror or error}.") from error
     for assignment in overrides:
         key, value = parse_override(assignment)
         if key in swept_keys(table.get("sweep", {})):

@@ -236,8 +236,10 @@ def _fit(
         on_checkpoint=on_checkpoint,
     )
     bar = Progress(num_steps, start_step, progress)
-    steps, leaves = run(dispatch, status, records, bar, leaves=leaves, start_step=start_step, num_steps=num_steps)
-    bar.close()
+    try:
+        steps, leaves = run(dispatch, status, records, bar, leaves=leaves, start_step=start_step, num_steps=num_steps)
+    finally:
+        bar.close()
     # Off the mesh: what the caller does next (evaluate, analyse) is not data-parallel.
     final_model, final_state = layout.rebuild(leaves)
     final_model = _devices.place(dataclasses.replace(final_model, throw=model.throw), devices[0])

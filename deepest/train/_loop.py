@@ -47,26 +47,32 @@ def run(dispatch: Dispatch, replicas: Replicas, records: Records, progress: Prog
     One step ahead: step k + 1 is dispatched from step k's update before the host reads step
     k's metrics, so the host's work (reading them, the divergence checks, records and
     checkpoints) overlaps the device's instead of idling it. A refused update discards the
-    step dispatched from it, which is dispatched again from the kept leaves.
+    step dispatched from it, which is dispatched again from the kept leaves. An interrupt
+    (KeyboardInterrupt) checkpoints the steps done (`Records.checkpoint_interrupted`) and
+    goes on up.
     """
     step, current = start_step, leaves
-    pending = dispatch(step, current) if step < num_steps and replicas.any_alive else None
-    while pending is not None:
-        new_leaves, device_metrics = pending
-        following = replicas.kept(new_leaves, current)
-        ahead = dispatch(step + 1, following) if step + 1 < num_steps else None
-        metrics = per_replica(device_metrics, replicas.count)
-        refused = replicas.refuse_diverged(step, metrics)
-        if refused:
-            records.refused(step, metrics, refused, replicas.reasons, current)
-            if not replicas.any_alive:
-                break
-            following, ahead = replicas.kept(new_leaves, current), None
-        current = following
-        step += 1
-        progress.advance(metrics, replicas.alive)
-        records.after_step(step, current, metrics, replicas.alive)
-        if ahead is None and step < num_steps:
-            ahead = dispatch(step, current)
-        pending = ahead
+    try:
+        pending = dispatch(step, current) if step < num_steps and replicas.any_alive else None
+        while pending is not None:
+            new_leaves, device_metrics = pending
+            following = replicas.kept(new_leaves, current)
+            ahead = dispatch(step + 1, following) if step + 1 < num_steps else None
+            metrics = per_replica(device_metrics, replicas.count)
+            refused = replicas.refuse_diverged(step, metrics)
+            if refused:
+                records.refused(step, metrics, refused, replicas.reasons, current)
+                if not replicas.any_alive:
+                    break
+                following, ahead = replicas.kept(new_leaves, current), None
+            # One assignment, so that an interrupt finds the leaves and their step count in step.
+            current, step = following, step + 1
+            progress.advance(metrics, replicas.alive)
+            records.after_step(step, current, metrics, replicas.alive)
+            if ahead is None and step < num_steps:
+                ahead = dispatch(step, current)
+            pending = ahead
+    except KeyboardInterrupt:
+        records.checkpoint_interrupted(step, current)
+        raise
     return step, current

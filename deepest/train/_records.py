@@ -53,6 +53,7 @@ class Records:
         self._on_record, self._on_checkpoint = on_record, on_checkpoint
         self.histories: list[list[dict]] = [[] for _ in range(count)]
         self._started = time.perf_counter()
+        self._recorded_through: int | None = None  # the last step whose records and checkpoint are written
 
     def after_step(self, step: int, leaves: list, metrics: list[dict], alive: list[bool]) -> None:
         """Record the `alive` replicas' `metrics` and checkpoint (model and state from
@@ -65,6 +66,15 @@ class Records:
                 self.record(step, metrics, [replica for replica in range(self._count) if alive[replica]], model)
             if on_checkpoint is not None:
                 on_checkpoint(step, model, state)
+        self._recorded_through = step
+
+    def checkpoint_interrupted(self, step: int, leaves: list) -> None:
+        """On an interrupt after `step` steps: checkpoint them (model and state from `leaves`),
+        if there is a checkpoint to call and every record of `step` has been written (a
+        checkpoint past a missing record would resume without it). Else the run resumes from
+        its last regular checkpoint."""
+        if self._on_checkpoint is not None and step == self._recorded_through:
+            self._on_checkpoint(step, *self._layout.rebuild(leaves))
 
     def refused(self, step: int, metrics: list[dict], replicas: list[int], reasons: list, leaves: list) -> None:
         """Record the refused step of each of `replicas`, its metrics marked "diverged" with
