@@ -1,7 +1,11 @@
 """Run directories: strict JSON (non-finite numbers as null), atomic writes, metrics read back."""
 
+import errno
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -47,3 +51,45 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
     assert [entry.name for entry in tmp_path.iterdir()] == ["config.json"] and rundir.read_json(path) == {"a": 1}
     # The run id hashes the canonical JSON: the order of keys does not matter.
     assert rundir.run_id({"a": 1, "b": {"c": 2}}) == rundir.run_id({"b": {"c": 2}, "a": 1}) != rundir.run_id({"a": 2, "b": {"c": 2}})
+
+
+def test_an_interrupt_just_after_the_rename_stays_an_interrupt(tmp_path, monkeypatch):
+    replace = os.replace
+
+    def replace_then_interrupt(source, target):
+        replace(source, target)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):  # not the cleanup's FileNotFoundError
+        rundir.write_json(tmp_path / "summary.json", {"a": 1})
+    monkeypatch.undo()
+    assert [entry.name for entry in tmp_path.iterdir()] == ["summary.json"] and rundir.read_json(tmp_path / "summary.json") == {"a": 1}
+
+
+def test_a_full_disk_names_the_file_and_leaves_the_old_one(tmp_path):
+    path = tmp_path / "config.json"
+    rundir.write_json(path, {"a": 1})
+
+    def full(file):
+        file.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(rundir.RunFileError, match=f"cannot write {path}: No space left on device"):
+        rundir.write_atomic(path, full)
+    assert [entry.name for entry in tmp_path.iterdir()] == ["config.json"] and rundir.read_json(path) == {"a": 1}
+
+
+def test_a_run_lock_is_held_by_one_process_and_a_dead_holders_is_no_lock(tmp_path):
+    directory = tmp_path / "0123456789ab"
+    with rundir.run_lock(directory, wait=False) as held:
+        assert held
+        # Another holder (another open file, as another process has): refused at once.
+        with rundir.run_lock(directory, wait=False) as also:
+            assert not also
+    # A lock file left behind by a holder that is gone (as after a SIGKILL) is simply taken.
+    assert (directory / ".lock").exists()
+    holder = subprocess.run([sys.executable, "-c", f"import fcntl; fcntl.flock(open({str(directory / '.lock')!r}, 'a'), fcntl.LOCK_EX)"])
+    assert holder.returncode == 0
+    with rundir.run_lock(directory, wait=False) as held:
+        assert held

@@ -165,16 +165,16 @@ def read_summary(directory: pathlib.Path) -> dict:
 
 @contextlib.contextmanager
 def run_lock(directory: pathlib.Path, *, wait: bool):
-    """Hold the run's lock (<root>/.locks/<run_id>) for the `with` block, which gets True; or,
+    """Hold the run's lock (<run directory>/.lock) for the `with` block, which gets True; or,
     with wait=False while another process holds it, get False at once.
 
     An advisory `flock`: the kernel drops it when its holder exits or dies, so a lock left by
     a killed command is no lock at all and the next command simply takes it. (On NFS, flock
     locks only within one machine.)
     """
-    path = directory.parent / ".locks" / directory.name
+    path = directory / ".lock"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True)
         file = open(path, "a")
     except OSError as error:
         raise RunFileError(f"cannot write {path}: {error.strerror or error}") from error
