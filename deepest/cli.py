@@ -30,7 +30,7 @@ import warnings
 from . import _devices
 from ._compilation_cache import UntrustedCacheError, default_directory, use_compilation_cache
 from ._cores import available_cores
-from ._interrupts import redeliver_swallowed_interrupts
+from ._interrupts import keep_swallowed_interrupts
 
 
 def _run(arguments) -> int:
@@ -209,7 +209,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     arguments = parser().parse_args(argv)
     _draw_off_screen()
-    redeliver_swallowed_interrupts()
+    keep_swallowed_interrupts()
     try:
         return arguments.handler(arguments)
     except KeyboardInterrupt:

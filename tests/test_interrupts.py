@@ -1,6 +1,7 @@
 """`deepest run` as processes meet it: two commands on one sweep, a SIGKILL, a SIGINT."""
 
 import json
+import os
 import pathlib
 import signal
 import subprocess
@@ -110,14 +111,18 @@ def test_two_commands_split_a_sweep_and_a_killed_or_interrupted_one_resumes_to_t
     command.wait()
     _wait_until(lambda: not _alive(workers), 5, f"workers {workers} to exit with their parent")
 
-    # SIGINT to the command alone (as `timeout -s INT` sends it): exit 130 within seconds, one line.
-    started = time.time()
-    command = subprocess.Popen([*_command(tmp_path, "resumed", 2), *set_options(SWEEP)], stderr=subprocess.PIPE, text=True)
-    workers = _wait_until(lambda: _training(command, out, started), 120, "the sweep to train")
-    command.send_signal(signal.SIGINT)
-    _, error = command.communicate(timeout=20)
-    assert command.returncode == 130 and error.strip() == "deepest run: interrupted; run the same command again to resume", error
-    assert not _alive(workers)
+    # SIGINT to the command alone (as `timeout -s INT` sends it), then to its process group (as
+    # Ctrl-C on a terminal sends it): exit 130 within seconds, one line, no worker left.
+    for interrupt in (lambda command: command.send_signal(signal.SIGINT), lambda command: os.killpg(command.pid, signal.SIGINT)):
+        started = time.time()
+        command = subprocess.Popen(
+            [*_command(tmp_path, "resumed", 2), *set_options(SWEEP)], stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        workers = _wait_until(lambda command=command, started=started: _training(command, out, started), 120, "the sweep to train")
+        interrupt(command)
+        _, error = command.communicate(timeout=20)
+        assert command.returncode == 130 and error.strip() == "deepest run: interrupted; run the same command again to resume", error
+        _wait_until(lambda workers=workers: not _alive(workers), 5, f"workers {workers} to exit")
 
     # The next command finishes the sweep with the numbers of the uninterrupted one.
     finished = subprocess.run([*_command(tmp_path, "resumed", 2), *set_options(SWEEP)], capture_output=True, text=True, timeout=300)

@@ -31,7 +31,7 @@ import numpy as np
 from .._compilation_cache import use_compilation_cache
 from .._cores import available_cores, pin_to
 from .._devices import use_cpu_devices
-from .._interrupts import redeliver_swallowed_interrupts
+from .._interrupts import keep_swallowed_interrupts, raise_if_swallowed
 from . import rundir
 from .config import from_dict, to_dict
 from .loading import load
@@ -114,7 +114,7 @@ def start_worker(shares, devices: int, compilation_cache: str | None, parent: in
     is gone (perhaps already: spawning and importing take seconds)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by `_PoolFeeder`, which spawned it
-    redeliver_swallowed_interrupts(_interrupt_once)
+    keep_swallowed_interrupts()
     threading.Thread(target=_exit_with_parent, args=(parent,), name="deepest-exit-with-parent", daemon=True).start()
     warnings.formatwarning = rundir.one_line_warning
     pin_to(shares.get())
@@ -194,6 +194,7 @@ def _work(tasks: _Tasks, worker: int, run, summaries: dict) -> None:
     """Worker `worker`'s loop in this thread: run(index, wait) → summary, or None if another
     command has the run, until `tasks` has none left."""
     while (task := tasks.next(worker)) is not None:
+        raise_if_swallowed()
         index, wait = task
         summary = run(index, wait)
         if summary is None:

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from .. import _stacking, train
+from .._interrupts import raise_if_swallowed
 from ..analysis import stability_report
 from ..robustness import robustness_summary
 from . import build, rundir
@@ -87,6 +88,7 @@ def _run(config: ExperimentConfig, resolved: dict, directory: pathlib.Path, data
     records = rundir.metrics_up_to(directory / "metrics.jsonl", config.training.num_steps)
     entries = []
     for replica, result in enumerate(results):
+        raise_if_swallowed()  # between the analyses: where an interrupt a callback swallowed stops the run
         figure = directory / "figures" / (f"stability_report_replica{replica}.png" if replicated else "stability_report.png")
         own_records = [record for record in records if record.get("replica", 0) == replica]
         entries.append(_entry(config, dataset, replica, result, own_records, figure))

@@ -3,6 +3,7 @@
 import numpy as np
 from tqdm import tqdm
 
+from .._interrupts import raise_if_swallowed
 from ._divergence import Replicas
 from ._minibatches import Minibatches
 from ._records import Records, per_replica
@@ -55,6 +56,7 @@ def run(dispatch: Dispatch, replicas: Replicas, records: Records, progress: Prog
     try:
         pending = dispatch(step, current) if step < num_steps and replicas.any_alive else None
         while pending is not None:
+            raise_if_swallowed()
             new_leaves, device_metrics = pending
             following = replicas.kept(new_leaves, current)
             ahead = dispatch(step + 1, following) if step + 1 < num_steps else None
