@@ -1,5 +1,7 @@
 """deepest.experiment.evaluation: a trained field integrated again under other discretisations."""
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -40,3 +42,12 @@ def test_evaluate_discretisations_integrates_the_trained_field_with_each_solver(
             "note": "not applicable to this field/solver",
         }
     assert set(results[0].to_dict()) == {"solver", "num_steps", "test_loss", "test_accuracy"}
+    # A solve that fails gives no numbers but says why, in diffrax's words: four adaptive steps
+    # cannot meet a tolerance of 1e-10 on this field.
+    starved = dataclasses.replace(net, max_steps=4, rtol=1e-10, atol=1e-10)
+    (failed,) = evaluate_discretisations(starved, moons, solvers=["tsit5"], num_steps=[0])
+    samples = len(moons.x_test)
+    assert (failed.test_loss, failed.test_accuracy) == (None, None)
+    assert (
+        failed.note == f"solver failed on {samples} of {samples} samples: the maximum number of solver steps was reached. Try increasing `max_steps`."
+    )

@@ -22,6 +22,12 @@ def test_invalid_config_writes_nothing(tmp_path):
     with pytest.raises(ConfigError, match="choose model.augment = 2"):
         run_experiment(odd, out=tmp_path / "odd")
     assert not (tmp_path / "odd").exists()
+    # Refused by the data of the sweep's second run (a batch larger than its training split):
+    # before the first run writes a file.
+    small = write_toml(tmp_path, '[data]\nname = "moons"\n[sweep.grid]\n"data.num_samples" = [64, 8]\n', "small.toml")
+    with pytest.raises(ConfigError, match="training.batch_size = 16 is not allowed: at most the training split's 6 samples"):
+        run_experiment(small, overrides=["training.batch_size=16"], out=tmp_path / "small")
+    assert not (tmp_path / "small").exists()
 
 
 def test_divergent_run_is_recorded_and_the_sweep_completes(tmp_path):

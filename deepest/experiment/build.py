@@ -5,11 +5,11 @@ import dataclasses
 import equinox as eqx
 import jax
 
-from .. import data, train
+from .. import _caches, data, train
 from ..encoders import ZeroAugmentation
 from ..fields import SPLIT_FIELDS, AbstractVectorField, PerLayer, make_field
 from ..network import SolverNet
-from .config import ConfigError, ExperimentConfig
+from .config import ConfigError, DataConfig, ExperimentConfig
 
 
 def dataset(config: ExperimentConfig) -> data.Dataset:
@@ -17,16 +17,10 @@ def dataset(config: ExperimentConfig) -> data.Dataset:
 
     A ConfigError where training.batch_size exceeds its training split: `train.fit` would
     draw batches of the whole split while config.json kept the larger request. The split's
-    size is first known here, where a run builds what can refuse it before writing a file.
+    size is first known here (`validate` asks before a sweep writes any file).
     """
     spec = config.data
-    made = data.make(
-        spec.name,
-        num_samples=spec.num_samples or None,
-        noise=None if spec.noise < 0 else spec.noise,
-        test_fraction=spec.test_fraction,
-        seed=spec.seed,
-    )
+    made = _generated(spec)
     batch_size, size = config.training.batch_size, len(made.x_train)
     if batch_size > size:
         raise ConfigError(
@@ -37,18 +31,42 @@ def dataset(config: ExperimentConfig) -> data.Dataset:
     return made
 
 
-def network(config: ExperimentConfig, dataset: data.Dataset, *, replica: int = 0) -> SolverNet:
-    """The SolverNet of a config for a dataset's input and output sizes, initialised from
-    seed model.seed + replica."""
-    model, steps = config.model, config.discretisation
+@_caches.lru_cache(maxsize=8)
+def _generated(spec: DataConfig) -> data.Dataset:
+    """One generation per `[data]` table in a process: a sweep's runs and `validate` share it."""
+    return data.make(
+        spec.name,
+        num_samples=spec.num_samples or None,
+        noise=None if spec.noise < 0 else spec.noise,
+        test_fraction=spec.test_fraction,
+        seed=spec.seed,
+    )
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Raise the ConfigError that building this config's dataset or network would, without
+    building the network: a sweep asks for every run before any run writes a file."""
+    _check_state_dim(config, dataset(config))
+
+
+def _check_state_dim(config: ExperimentConfig, dataset: data.Dataset) -> None:
+    model = config.model
     state_dim = dataset.input_dim + model.augment
-    field_key, readout_key = jax.random.split(jax.random.PRNGKey(model.seed + replica))
     if model.field in SPLIT_FIELDS and state_dim % 2:
         raise ConfigError(
             f"model.field = {model.field!r} splits the state into two halves, but {dataset.name!r} has "
             f"{dataset.input_dim} inputs and model.augment = {model.augment} makes the state {state_dim}-dimensional: "
             f"choose model.augment = {model.augment + 1} (or another value giving an even state)."
         )
+
+
+def network(config: ExperimentConfig, dataset: data.Dataset, *, replica: int = 0) -> SolverNet:
+    """The SolverNet of a config for a dataset's input and output sizes, initialised from
+    seed model.seed + replica."""
+    model, steps = config.model, config.discretisation
+    state_dim = dataset.input_dim + model.augment
+    field_key, readout_key = jax.random.split(jax.random.PRNGKey(model.seed + replica))
+    _check_state_dim(config, dataset)
     settings = dataclasses.asdict(model)  # each field takes the settings it has parameters for
     if model.per_layer:
         keys = jax.random.split(field_key, max(steps.num_steps, 1))

@@ -68,5 +68,6 @@ def _evaluate(net: SolverNet, dataset: Dataset, solver: str, num_steps: int) -> 
     loss, diagnostics = train.make_evaluate(dataset.task)(variant, dataset.x_test, dataset.y_test)
     failures = int(diagnostics["solver_failures"])
     if failures:
-        return DiscretisationEvaluation(solver, num_steps, None, None, f"solver failed on {failures} of {len(dataset.x_test)} samples")
+        reason = train.failure_reason(failures, diagnostics["solver_result"], len(dataset.x_test))
+        return DiscretisationEvaluation(solver, num_steps, None, None, reason)
     return DiscretisationEvaluation(solver, num_steps, float(loss), float(diagnostics["accuracy"]))

@@ -32,7 +32,7 @@ from .._compilation_cache import use_compilation_cache
 from .._cores import available_cores, pin_to
 from .._devices import use_cpu_devices
 from .._interrupts import keep_swallowed_interrupts, raise_if_swallowed
-from . import rundir
+from . import build, rundir
 from .config import from_dict, to_dict
 from .loading import load
 from .pool_schedule import PoolSchedule
@@ -78,6 +78,8 @@ def run_experiment(
     configs = load(experiment, overrides)
     # A sweep listing a value twice gives the same run twice: run it once.
     configs = list({rundir.run_id(to_dict(config)): config for config in configs}.values())
+    for config in configs:  # what only the data can refuse, for every run before any writes a file
+        build.validate(config)
     root = pathlib.Path(out) / configs[0].name
     shares = sweep_layout(jobs, len(configs), available_cores())
     summaries: dict[int, dict] = {}

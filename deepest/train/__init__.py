@@ -27,6 +27,7 @@ from ._fit import fit as fit
 from ._fit import fit_replicas as fit_replicas
 from ._fit import stack_models as stack_models
 from ._minibatches import Minibatches as Minibatches
+from ._objective import failure_reason as failure_reason
 from ._objective import loss_fn_for as loss_fn_for
 from ._objective import make_evaluate as make_evaluate
 from ._objective import squared_error as squared_error
