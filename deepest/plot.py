@@ -70,6 +70,41 @@ def stability_region(solvers, *, points=None, ax=None, extent=None, resolution=4
     return ax
 
 
+def order_star(solver: str, *, ax=None, extent=(-5.0, 5.0, -5.0, 5.0), resolution=400, **options):
+    """The order star {z : growth(z) > |e^z|} of a solver (`deepest.stability.in_order_star`),
+    shaded, with its stability region's boundary: where the solver amplifies a mode more than
+    the exact flow (Hairer, Nørsett & Wanner I, §IV.4). Near 0 a method of order p has p + 1
+    sectors of each kind; an A-stable method's star leaves the imaginary axis alone.
+
+    Args:
+        solver: a solver name; `options` its parameters, as for `deepest.stability`.
+        ax: matplotlib axes (default: a new figure).
+        extent: (re_min, re_max, im_min, im_max) of the plane shown.
+        resolution: grid points per axis.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    re = np.linspace(extent[0], extent[1], resolution)
+    im = np.linspace(extent[2], extent[3], resolution)
+    grid = re[None, :] + 1j * im[:, None]
+    star = np.asarray(stability.in_order_star(solver, grid, **options), dtype=float)
+    ax.contourf(re, im, star, levels=[0.5, 1.5], colors=["C1"], alpha=0.35)
+    ax.plot([], [], color="C1", linewidth=6, alpha=0.5, label="|R(z)| > |e^z|")
+    for branch in stability.boundary_locus(solver, **options).T:
+        ax.plot(branch.real, branch.imag, color="k", linewidth=1)
+    ax.plot([], [], color="k", linewidth=1, label="boundary of the stability region")
+    ax.axhline(0, color="0.6", linewidth=0.5)
+    ax.axvline(0, color="0.6", linewidth=0.5)
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_aspect("equal")
+    ax.set_xlabel("Re z")
+    ax.set_ylabel("Im z")
+    ax.set_title(f"Order star of {describe_solver(solver, check_solver_options(solver, options))}")
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
+
+
 def _fitting_extent(sets, margin=0.15):
     """A box around every finite point of the given complex arrays (None skipped)."""
     values = np.concatenate([np.ravel(s) for s in sets if s is not None])
@@ -85,8 +120,10 @@ def _fitting_extent(sets, margin=0.15):
 def spectrum_on_region(spectrum, *, solvers=None, ax=None, extent=None, max_points=20000):
     """The h·λ cloud of a `JacobianSpectrum` over the solver's stability region.
 
-    Points are coloured by layer (early dark, late bright) and those outside the region
-    of the net's solver are ringed in red, so a glance shows which layers leave it.
+    Points are coloured by layer (early dark, late bright). Those outside the region of the
+    net's solver are ringed: in red where the flow does not grow there (Re λ ≤ 0: numerically
+    unstable, the discretisation's fault), in orange where it does (Re λ > 0: the ODE's own
+    growth, which no faithful solver contracts).
 
     Args:
         spectrum: a `deepest.analysis.JacobianSpectrum`.
@@ -98,19 +135,32 @@ def spectrum_on_region(spectrum, *, solvers=None, ax=None, extent=None, max_poin
             of an evenly spaced subset of the samples.
     """
     scaled = np.asarray(spectrum.scaled)
-    outside = np.asarray(spectrum.outside)
+    outside, classes = np.asarray(spectrum.outside), np.asarray(spectrum.classes)
     layers = np.broadcast_to(np.arange(scaled.shape[1])[None, :, None], scaled.shape)
     per_sample = scaled[0].size
     stride = max(1, -(-scaled.shape[0] * per_sample // max_points))
-    points, layers, outside = (np.ravel(a[::stride]) for a in (scaled, layers, outside))
+    points, layers, outside, classes = (np.ravel(a[::stride]) for a in (scaled, layers, outside, classes))
     own = (spectrum.solver, dict(spectrum.solver_options))
     ax = stability_region(solvers or [own], ax=ax, extent=extent or _fitting_extent([points]))
     cloud = ax.scatter(points.real, points.imag, c=layers, cmap="viridis", s=8, zorder=3)
-    if outside.any():
-        ax.scatter(points.real[outside], points.imag[outside], s=30, facecolors="none", edgecolors="red", linewidths=0.8, zorder=4, label="outside")
+    rings = (("numerically unstable", "red"), ("dynamically growing", "orange"))
+    for name, colour in rings:
+        ringed = outside & (classes == stability.CLASSES.index(name))
+        if ringed.any():
+            ax.scatter(
+                points.real[ringed],
+                points.imag[ringed],
+                s=30,
+                facecolors="none",
+                edgecolors=colour,
+                linewidths=0.8,
+                zorder=4,
+                label=f"outside: {name}",
+            )
     ax.figure.colorbar(cloud, ax=ax, label="layer k", shrink=0.8)
     label = describe_solver(spectrum.solver, spectrum.solver_options)
-    ax.set_title(f"h·λ of ∂f/∂y: {float(spectrum.fraction_outside):.1%} outside {label}")
+    unstable, share_outside = float(spectrum.fraction_numerically_unstable), float(spectrum.fraction_outside)
+    ax.set_title(f"h·λ of ∂f/∂y: {unstable:.1%} numerically unstable,\n{share_outside:.1%} outside {label}")
     ax.legend(loc="upper left", fontsize="small")
     return ax
 
@@ -191,9 +241,11 @@ def stability_report(report):
     fig, axes = plt.subplots(2, 2, figsize=(11, 9))
     spectrum_on_region(report.spectrum, ax=axes[0, 0])
     layers = np.arange(len(report.fraction_outside_per_layer))
-    axes[0, 1].bar(layers, report.fraction_outside_per_layer, color="C3", alpha=0.6, label="share of h·λ outside")
+    axes[0, 1].bar(layers, report.fraction_outside_per_layer, color="0.75", label="outside the region")
+    axes[0, 1].bar(layers, report.fraction_numerically_unstable_per_layer, color="C3", alpha=0.8, label="numerically unstable")
     axes[0, 1].set_xlabel("layer k")
-    axes[0, 1].set_ylabel("share outside the region")
+    axes[0, 1].set_ylabel("share of h·λ")
+    axes[0, 1].legend(loc="upper left", fontsize="small")
     growth_axis = axes[0, 1].twinx()
     growth_axis.plot(layers, report.max_growth_per_layer, "k.-", label="largest growth factor")
     growth_axis.axhline(1, color="0.5", linestyle=":")

@@ -23,6 +23,14 @@ every root has |μ| ≤ 1 and those on the unit circle are simple (the root cond
   π = μ² − (2 + z²)μ + 1 depends on z² = h²ab only (not on how λ² splits into a and b).
   So z = iω h for the linear oscillator of frequency ω, and bounded iff hω < 2.
 
+Growth that is the discretisation's, not the dynamics': the exact flow multiplies a mode by
+e^z per step, so the solver's *amplification ratio* growth(z)/|e^z| says how faithfully it
+integrates that mode (1: exactly), and `classify` sorts each z into the flow's own growth
+(Re z > 0), the solver's instability where the flow does not grow (the discretisation's
+fault), over-damping, or both stable. The *order star* {z : |R(z)| > |e^z|} (Wanner, Hairer &
+Nørsett, BIT 18, 1978; Hairer, Nørsett & Wanner I, §IV.4) is where the solver amplifies more
+than the flow.
+
 Solvers with parameters take them as keyword options, the same ones `deepest.solver`
 takes: `growth_factor("lm_resnet", z, k=0.5)`. Every other solver takes none.
 
@@ -177,6 +185,55 @@ def growth_factor(name: str, z, **options):
     solver's own, e.g. `growth_factor("lm_resnet", z, k=0.5)`.
     """
     return abs(_roots(name, z, options)).max(axis=-1)
+
+
+def amplification_ratio(name: str, z, **options):
+    """growth_factor(z) / |e^z|: the solver's per-step amplification of the mode z = hλ over
+    the exact flow's, e^{Re z}. 1 where the solver integrates the mode exactly, > 1 where it
+    amplifies more than the flow, < 1 where it damps more. Computed as exp(ln growth − Re z),
+    never dividing by a flow factor that underflows to 0 (a stiff mode's ratio is large, inf
+    beyond the floating-point range, not NaN); 0 where growth is 0. NumPy or JAX in, the same
+    out; `options` as for `growth_factor`."""
+    xp = jnp if _is_jax(z) else np
+    z = _as_complex(z, xp)
+    with np.errstate(divide="ignore", invalid="ignore"):  # ln 0 = −inf: a ratio of 0; NaN z: NaN
+        return xp.exp(xp.log(growth_factor(name, z, **options)) - z.real)
+
+
+def in_order_star(name: str, z, **options):
+    """Whether z lies in the order star {z : growth(z) > |e^z|} (Hairer, Nørsett & Wanner I,
+    §IV.4): where the solver amplifies the mode more than the exact flow does."""
+    return amplification_ratio(name, z, **options) > 1
+
+
+# Eigenvalue classes of `classify`, in the order of its codes.
+CLASSES = ("both stable", "dynamically growing", "numerically unstable", "over-damped")
+# A mode counts as over-damped where the solver keeps at most this share of what the flow
+# keeps per step (|R(z)| ≤ OVERDAMPED_RATIO · |e^z|): it loses half of the mode's amplitude
+# per step relative to the ODE: e.g. implicit Euler on the imaginary axis beyond |z| = √3, or
+# Euler at z = −1, where R(z) = 0 erases a mode that the flow keeps as e^{−1} ≈ 0.37.
+OVERDAMPED_RATIO = 0.5
+
+
+def classify(name: str, z, **options):
+    """The class of each z = hλ, as an integer code into `CLASSES` (−1 for NaN):
+
+    0 both stable: Re z ≤ 0, the solver stable at z, and not over-damped.
+    1 dynamically growing: Re z > 0, the ODE's own growth, whatever the solver does.
+    2 numerically unstable: Re z ≤ 0 but the solver unstable at z (`is_stable`: its
+      growth exceeds 1): the discretisation's fault.
+    3 over-damped: Re z ≤ 0, the solver stable, but |R| ≤ OVERDAMPED_RATIO · |e^z|.
+
+    NumPy or JAX in, the same out; `options` as for `growth_factor`.
+    """
+    xp = jnp if _is_jax(z) else np
+    z = _as_complex(z, xp)
+    growing = z.real > 0
+    with np.errstate(invalid="ignore"):  # NaN z, coded −1 below
+        unstable = ~is_stable(name, z, **options) & ~growing
+        over_damped = (amplification_ratio(name, z, **options) <= OVERDAMPED_RATIO) & ~growing & ~unstable
+    codes = xp.where(growing, 1, xp.where(unstable, 2, xp.where(over_damped, 3, 0)))
+    return xp.where(xp.isfinite(z), codes, -1)
 
 
 def is_stable(name: str, z, **options):

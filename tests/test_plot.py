@@ -74,3 +74,10 @@ def test_against_measures_draws_one_panel_per_group_and_measure():
     assert axes[0, 1].get_title() == "data.name=moons: Spearman ρ = -1.00" and axes[1, 0].get_ylabel() == "test_accuracy"
     assert axes[0, 1].get_legend().get_title().get_text() == "discretisation.solver"
     plt.close(figure)
+
+
+def test_order_star_shades_where_the_solver_outgrows_the_flow():
+    ax = dp.plot.order_star("rk4", resolution=80)
+    assert ax.get_title() == "Order star of rk4" and len(ax.collections) >= 1
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["|R(z)| > |e^z|", "boundary of the stability region"]
+    plt.close(ax.figure)

@@ -30,6 +30,14 @@ def report():
 
 def test_report_numbers_are_the_closed_forms(report):
     assert report.fraction_outside == pytest.approx(1 / 3, abs=1e-15)
+    # The one h·λ outside, +0.05, is the ODE's own growth, integrated faithfully: no numerical
+    # instability, and ratios |1 + hλ|/e^{hλ} of 0.8/e^−0.2, 0.9/e^−0.1 and 1.05/e^0.05.
+    values = report.to_dict()
+    assert values["fraction_numerically_unstable"] == 0.0 and values["fraction_over_damped"] == 0.0
+    assert values["fraction_dynamically_growing"] == pytest.approx(1 / 3, abs=1e-15)
+    ratios = sorted([0.8 / np.exp(-0.2), 0.9 / np.exp(-0.1), 1.05 / np.exp(0.05)])
+    minimum, median, maximum = (values[f"{which}_amplification_ratio"] for which in ("min", "median", "max"))
+    assert (minimum, median, maximum) == pytest.approx(ratios, rel=1e-12)
     np.testing.assert_allclose(report.fraction_outside_per_layer, 1 / 3, atol=1e-15)
     assert report.max_growth == pytest.approx(1.05, rel=1e-12)
     assert report.max_log_norm == pytest.approx(0.5, rel=1e-12)
@@ -52,6 +60,7 @@ def test_report_serialises_and_summarises(report):
     assert values["gradient_regime"] == ("stable" if abs(slope) * 10 <= np.log(REGIME_FACTOR) else "vanishing" if slope > 0 else "exploding")
     text = report.summary()
     assert "33.3%" in text and "euler" in text and report.gradient_regime in text
+    assert text.splitlines()[1].startswith("  numerically unstable h·λ (Re λ ≤ 0, outside the region): 0.0%")
     assert str(report) == text
 
 

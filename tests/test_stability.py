@@ -225,3 +225,39 @@ def test_clear_errors_for_methods_without_an_r_of_z():
         stability.stability_polynomial("kvaerno3")
     with pytest.raises(ValueError, match="Valid solvers are"):
         stability.growth_factor("rk45", 0.1)
+
+
+def test_the_discretisations_instability_is_told_from_the_flows_own_growth():
+    growing, unstable, over_damped, both = (
+        stability.CLASSES.index(label) for label in ("dynamically growing", "numerically unstable", "over-damped", "both stable")
+    )
+    # hλ = +0.3: the ODE grows by e^0.3 a step; no solver is to blame, whatever its |R|.
+    for name in dp.SOLVERS:
+        assert stability.classify(name, np.array([0.3 + 0j]))[0] == growing, name
+    # Euler at −2.5: |R| = 1.5 where the flow decays: the discretisation's instability.
+    assert stability.classify("euler", np.array([-2.5 + 0j]))[0] == unstable
+    # Over-damped where |R| ≤ ½|e^z|: Euler's R(−1) = 0 erases a mode the flow keeps as e^−1;
+    # implicit Euler's |R(2i)| = 1/√5 < ½ on an undamped oscillation. RK4 at −0.1 is faithful.
+    assert stability.classify("euler", np.array([-1.0 + 0j]))[0] == over_damped
+    assert stability.classify("implicit_euler", np.array([2j]))[0] == over_damped
+    assert stability.classify("rk4", np.array([-0.1 + 0j]))[0] == both
+    assert stability.classify("rk4", np.array([np.nan + 0j]))[0] == -1
+    np.testing.assert_array_equal(stability.classify("euler", jnp.asarray([-2.5 + 0j, 0.3, -1.0])), [unstable, growing, over_damped])
+
+
+def test_the_amplification_ratio_is_the_closed_form_and_the_order_star_where_it_exceeds_one():
+    # An even number of grid points: no z on the imaginary axis, where |R| = |e^z| may tie.
+    re, im = np.meshgrid(np.linspace(-4, 2, 60), np.linspace(-3, 3, 60))
+    z = re + 1j * im
+    closed = {
+        "euler": np.abs(1 + z),
+        "rk4": np.abs(1 + z + z**2 / 2 + z**3 / 6 + z**4 / 24),
+        "implicit_euler": 1 / np.abs(1 - z),
+    }
+    for name, growth in closed.items():
+        # exp(ln|R| − Re z) against |R|/e^{Re z}: a few ulps of each (ratios up to ~e^4·|R|).
+        np.testing.assert_allclose(stability.amplification_ratio(name, z), growth / np.exp(z.real), rtol=1e-13)
+    for name in ("euler", "rk4"):
+        np.testing.assert_array_equal(stability.in_order_star(name, z), np.abs(stability.stability_function(name)(z)) > np.abs(np.exp(z)))
+    # Euler's order star holds the whole imaginary axis but 0 (|1 + iy| > 1), RK4's none of it near 0.
+    assert stability.in_order_star("euler", np.array([0.5j, -0.5j])).all() and not stability.in_order_star("rk4", np.array([0.5j])).any()

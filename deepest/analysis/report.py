@@ -3,6 +3,12 @@
 One call ties the analyses together for a trained net and a batch of data, so that the
 solver's stability region, the field's eigenvalues and what backpropagation does can be
 read side by side (and written to a run's summary.json by the experiment runner).
+
+Its headline is the share of *numerically unstable* h·λ: modes the exact flow does not grow
+(Re λ ≤ 0) but the solver does. The share *outside the region* answers another question
+(does the layer map contract?) and counts the ODE's own growth (Re λ > 0) too: a net whose
+field grows is outside every region in the left half-plane however faithfully it is
+integrated, which the amplification ratio |R(hλ)|/|e^{hλ}| (≈ 1) then shows.
 """
 
 import dataclasses
@@ -12,6 +18,7 @@ import numpy as np
 
 from ..network import SolverNet
 from ..solvers import MULTISTEP, describe_solver
+from ..stability import CLASSES
 from .gradients import REGIME_FACTOR, GradientNorms, InputOutputSpectrum, gradient_norms, io_jacobian_singular_values
 from .spectra import JacobianSpectrum, jacobian_spectrum
 
@@ -36,8 +43,31 @@ class StabilityReport:
     regime_factor: float = REGIME_FACTOR
 
     @property
+    def fraction_numerically_unstable(self) -> float:
+        """Share of all h·λ where the solver grows a mode that the flow does not (Re λ ≤ 0,
+        outside the region): the discretisation's own instability, the report's headline."""
+        return float(self.spectrum.fraction_numerically_unstable)
+
+    @property
+    def fraction_numerically_unstable_per_layer(self) -> np.ndarray:
+        classes = np.asarray(self.spectrum.classes)
+        unstable = np.sum(classes == CLASSES.index("numerically unstable"), axis=(0, 2))
+        return unstable / np.maximum(np.sum(classes >= 0, axis=(0, 2)), 1)
+
+    @property
+    def amplification_ratio_range(self) -> tuple[float, float, float]:
+        """(min, median, max) over all finite h·λ of growth(hλ)/|e^{hλ}|: how much more (> 1)
+        or less (< 1) than the exact flow the solver amplifies each mode per step."""
+        ratio = np.asarray(self.spectrum.amplification_ratio)
+        ratio = ratio[np.isfinite(np.asarray(self.spectrum.eigenvalues))]
+        if ratio.size == 0:  # a diverged net: no finite eigenvalue
+            return (np.nan, np.nan, np.nan)
+        return (float(np.min(ratio)), float(np.median(ratio)), float(np.max(ratio)))
+
+    @property
     def fraction_outside(self) -> float:
-        """Share of all h·λ outside the solver's stability region."""
+        """Share of all h·λ outside the solver's stability region: where the layer map does not
+        contract, whether the flow grows there (Re λ > 0) or the discretisation does."""
         return float(self.spectrum.fraction_outside)
 
     @property
@@ -71,11 +101,19 @@ class StabilityReport:
     def to_dict(self) -> dict:
         """Headline numbers as plain Python values, NaN where a diverged net has none (a run
         directory writes them as null: `deepest.experiment.rundir.json_ready`)."""
+        ratios = self.amplification_ratio_range
         return {
             "solver": self.spectrum.solver,
             "solver_options": dict(self.spectrum.solver_options),
             "step_size": self.spectrum.step_size,
             "num_layers": int(self.spectrum.eigenvalues.shape[1]),
+            "fraction_numerically_unstable": self.fraction_numerically_unstable,
+            "fraction_numerically_unstable_per_layer": self.fraction_numerically_unstable_per_layer.tolist(),
+            "fraction_dynamically_growing": float(self.spectrum.fraction_in("dynamically growing")),
+            "fraction_over_damped": float(self.spectrum.fraction_in("over-damped")),
+            "min_amplification_ratio": ratios[0],
+            "median_amplification_ratio": ratios[1],
+            "max_amplification_ratio": ratios[2],
             "fraction_outside": self.fraction_outside,
             "fraction_outside_per_layer": self.fraction_outside_per_layer.tolist(),
             "max_growth": self.max_growth,
@@ -95,6 +133,11 @@ class StabilityReport:
         values = self.to_dict()
         lines = [
             f"Stability report: {describe_solver(self.spectrum.solver, self.spectrum.solver_options)}, {values['num_layers']} layers, h = {values['step_size']:.4g}",
+            f"  numerically unstable h·λ (Re λ ≤ 0, outside the region): {self.fraction_numerically_unstable:.1%} overall, "
+            f"{np.max(self.fraction_numerically_unstable_per_layer):.1%} in the worst layer",
+            f"  the ODE's own growth (Re λ > 0): {values['fraction_dynamically_growing']:.1%}   over-damped: {values['fraction_over_damped']:.1%}",
+            f"  amplification over the exact flow |R(hλ)|/|e^(hλ)|: min {values['min_amplification_ratio']:.4g}, "
+            f"median {values['median_amplification_ratio']:.4g}, max {values['max_amplification_ratio']:.4g}",
             f"  h·λ outside the region: {self.fraction_outside:.1%} overall, {np.max(self.fraction_outside_per_layer):.1%} in the worst layer",
             f"  largest growth factor: {self.max_growth:.4f}   max Re λ: {values['max_spectral_abscissa']:.4f}"
             f"   max log-norm μ₂: {self.max_log_norm:.4f}",

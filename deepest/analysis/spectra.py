@@ -17,7 +17,7 @@ arXiv:1705.03341); Söderlind, "The logarithmic norm. History and modern theory"
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Complex, Float
+from jaxtyping import Array, Bool, Complex, Float, Int
 
 from .. import stability
 from .._batched_linalg import eigenvalues, singular_values, symmetric_eigenvalues
@@ -97,6 +97,32 @@ class JacobianSpectrum(eqx.Module):
     def outside(self) -> Bool[Array, "batch steps k"]:
         """Whether h·λ lies outside the solver's stability region (False for NaN entries)."""
         return ~stability.is_stable(self.solver, self.scaled, **dict(self.solver_options)) & self.finite
+
+    @property
+    def amplification_ratio(self) -> Float[Array, "batch steps k"]:
+        """growth(hλ)/|e^{hλ}|: the solver's per-step amplification of each mode over the exact
+        flow's (`deepest.stability.amplification_ratio`); 1 where it integrates it faithfully."""
+        return stability.amplification_ratio(self.solver, self.scaled, **dict(self.solver_options))
+
+    @property
+    def classes(self) -> Int[Array, "batch steps k"]:
+        """Each h·λ's class, a code into `deepest.stability.CLASSES` (−1 for NaN entries):
+        both stable, dynamically growing (Re λ > 0), numerically unstable (Re λ ≤ 0 outside
+        the region: the discretisation's fault) or over-damped (`deepest.stability.classify`)."""
+        return stability.classify(self.solver, self.scaled, **dict(self.solver_options))
+
+    def fraction_in(self, label: str) -> Float[Array, ""]:
+        """Share of all finite h·λ in the class `label` (one of `deepest.stability.CLASSES`)."""
+        if label not in stability.CLASSES:
+            raise ValueError(f"Unknown class {label!r}: one of {', '.join(stability.CLASSES)}.")
+        return jnp.sum(self.classes == stability.CLASSES.index(label), dtype=self.real_dtype) / jnp.sum(self.finite, dtype=self.real_dtype)
+
+    @property
+    def fraction_numerically_unstable(self) -> Float[Array, ""]:
+        """Share of all finite h·λ where the flow does not grow but the solver does: the
+        discretisation's instability, unlike `fraction_outside`, which also counts modes the
+        ODE itself grows (Re λ > 0, outside every region that lies in the left half-plane)."""
+        return self.fraction_in("numerically unstable")
 
     @property
     def finite(self) -> Bool[Array, "batch steps k"]:

@@ -46,6 +46,11 @@ def write_report(run_dir) -> pathlib.Path:
     if stability:
         lines += ["", "## Stability", ""]
         for key in (
+            "fraction_numerically_unstable",
+            "fraction_dynamically_growing",
+            "fraction_over_damped",
+            "median_amplification_ratio",
+            "max_amplification_ratio",
             "fraction_outside",
             "max_growth",
             "max_spectral_abscissa",

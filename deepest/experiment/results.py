@@ -15,6 +15,10 @@ _COLUMNS = (
     ("steps", ("steps",)),
     ("test_accuracy", ("final", "test_accuracy")),
     ("test_loss", ("final", "test_loss")),
+    # The discretisation's own instability first: the share of h·λ where the solver grows a
+    # mode the flow does not, and its worst amplification over the exact flow, |R(hλ)|/|e^{hλ}|.
+    ("numerically_unstable", ("stability", "fraction_numerically_unstable")),
+    ("max_amplification", ("stability", "max_amplification_ratio")),
     ("outside", ("stability", "fraction_outside")),
     ("max_growth", ("stability", "max_growth")),
     ("max_log_norm", ("stability", "max_log_norm")),

@@ -18,7 +18,7 @@ from scipy import stats
 from . import rundir
 from .results import collect
 
-STABILITY_MEASURES = ("outside", "max_growth", "max_log_norm", "gradient_slope", "top_lyapunov")
+STABILITY_MEASURES = ("numerically_unstable", "max_amplification", "outside", "max_growth", "max_log_norm", "gradient_slope", "top_lyapunov")
 # Written by `[analysis] robustness` runs only (`deepest.robustness.robustness_summary`).
 OPTIONAL_MEASURES = ("growth_bound",)
 
