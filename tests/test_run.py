@@ -139,7 +139,8 @@ def test_replicas_train_together_and_the_row_is_their_mean(tmp_path):
 
 def test_the_row_of_replicas_averages_what_each_has_and_null_is_missing():
     # A replica's NaN (a diverged net's evaluation) is written as null and left out of the mean,
-    # as a null is; lists average element by element; anything else is the first replica's.
+    # as a null is; lists average element by element; texts the replicas differ in are counted
+    # (a regime of "exploding" beside a mean slope that the rule calls stable would mislead).
     def entry(status, loss, outside, reason=None):
         evaluation = [{"solver": "rk4", "num_steps": 4, "test_loss": loss, "test_accuracy": 0.5}]
         stability = {"fraction_outside": outside, "gradient_regime": status, "per_layer": [outside, 1.0]}
@@ -157,5 +158,7 @@ def test_the_row_of_replicas_averages_what_each_has_and_null_is_missing():
     row = _replica_mean([entry("completed", 0.25, 0.5), entry("diverged", float("nan"), 0.25, "NaN loss"), entry("completed", None, 0.0)])
     assert row["status"] == "diverged" and row["diverged_at"] == 3 and row["reason"] == "1 of 3 replicas diverged; first: NaN loss"
     assert row["final"] == {"loss": 0.25} and row["evaluation"][0]["test_loss"] == 0.25
-    assert row["stability"] == {"fraction_outside": 0.25, "gradient_regime": "completed", "per_layer": [0.25, 1.0]}
+    assert row["stability"] == {"fraction_outside": 0.25, "gradient_regime": "2× completed, 1× diverged", "per_layer": [0.25, 1.0]}
+    same = _replica_mean([entry("completed", 0.5, 0.5), entry("completed", 0.5, 0.5)])
+    assert same["stability"]["gradient_regime"] == "completed"
     assert row["robustness"] is None

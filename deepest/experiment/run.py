@@ -7,6 +7,7 @@ summary.json. A run that diverges is finished too (status "diverged", with the s
 reason): the report of its last good model says why. A finished run is skipped.
 """
 
+import collections
 import math
 import pathlib
 import time
@@ -245,8 +246,8 @@ def _robustness(config: ExperimentConfig, model, dataset) -> dict:
 def _replica_mean(entries: list[dict]) -> dict:
     """One summary row from R replicas: means of the numbers (over the replicas that have
     them: null, NaN and ±inf, written as null, are missing), element by element in lists of
-    equal length, the first replica's value for anything else; status "diverged" if any
-    diverged."""
+    equal length; a text the replicas differ in is counted ("2× exploding, 1× stable", most
+    frequent first), one they share is kept; status "diverged" if any diverged."""
 
     def missing(value) -> bool:
         return value is None or (isinstance(value, float) and not math.isfinite(value))
@@ -260,6 +261,9 @@ def _replica_mean(entries: list[dict]) -> dict:
             return {key: mean([value.get(key) for value in values]) for key in values[0]}
         if all(isinstance(value, list) for value in values) and len({len(value) for value in values}) == 1:
             return [mean(list(group)) for group in zip(*values)]  # e.g. robust accuracy per budget
+        if all(isinstance(value, str) for value in present) and len(set(present)) > 1:
+            counts = collections.Counter(present).most_common()  # ties in the replicas' order
+            return ", ".join(f"{count}× {text}" for text, count in counts)
         return values[0]
 
     diverged = [entry for entry in entries if entry["status"] == "diverged"]
