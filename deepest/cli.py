@@ -57,7 +57,7 @@ def _run(arguments) -> int:
                 print(f"deepest run: {error}", file=sys.stderr)
                 return 2
     from .experiment import ConfigError, run_experiment
-    from .experiment.results import collect, format_table
+    from .experiment.results import read_runs
     from .experiment.rundir import RunFileError, one_line_warning
 
     warnings.formatwarning = one_line_warning
@@ -79,23 +79,23 @@ def _run(arguments) -> int:
         print(f"deepest run: {error}; the runs resume when the same command is run again", file=sys.stderr)
         return 1
     directory = pathlib.Path(arguments.out) / summaries[0]["experiment"]
-    print(format_table(*collect(directory)))
+    _print_tables(read_runs(directory))
     print(f"\nRuns, metrics and figures: {directory}/<run_id>/ (figures/stability_report.png)")
     return 0
 
 
 def _results(arguments) -> int:
-    from .experiment.results import collect, format_table, to_csv
+    from .experiment.results import read_runs, to_csv
     from .experiment.rundir import RunFileError, one_line_warning, write_atomic
 
     warnings.formatwarning = one_line_warning
 
     try:
-        header, rows = collect(arguments.directory)
+        runs = read_runs(arguments.directory)
     except FileNotFoundError as error:
         print(f"deepest results: {error}", file=sys.stderr)
         return 2
-    print(format_table(header, rows))
+    header, rows = _print_tables(runs)
     if arguments.csv:
         try:
             write_atomic(pathlib.Path(arguments.csv), lambda file: file.write(to_csv(header, rows).encode()))
@@ -120,6 +120,21 @@ def _results(arguments) -> int:
             print(where + "  ".join(f"{measure} {rho:+.2f}" for measure, rho in correlations.items()))
         print(f"Figure: {arguments.figure}")
     return 0
+
+
+def _print_tables(runs) -> tuple[list[str], list[list]]:
+    """Print the table of the runs and, where seeds repeat a setting, its mean ± standard
+    deviation over them; returns the first (header, rows)."""
+    from .experiment.results import format_table, table
+    from .experiment.spread import spread_table
+
+    header, rows = table(runs)
+    print(format_table(header, rows))
+    spread = spread_table(runs)
+    if spread is not None:
+        print("\nMean ± standard deviation over the seeds of each setting (n: trained nets, replicas or runs):")
+        print(format_table(*spread))
+    return header, rows
 
 
 def _list(arguments) -> int:

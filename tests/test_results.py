@@ -1,11 +1,13 @@
 """Results across the runs of an experiment: the table, and a column against each stability measure."""
 
+import numpy as np
 import pytest
 
 from deepest import cli
 from deepest.experiment import rundir
-from deepest.experiment.results import collect
+from deepest.experiment.results import collect, read_runs
 from deepest.experiment.scatter import rank_correlations
+from deepest.experiment.spread import spread_table
 
 
 def _fake_run(root, config: dict, summary: dict) -> None:
@@ -57,3 +59,27 @@ def test_results_figure_by_a_swept_key_correlates_within_each_group(tmp_path, ca
     assert "Cannot split by 'data.name'" in capsys.readouterr().err
     assert cli.main(["results", str(tmp_path / "nothing")]) == 2
     assert "No runs" in capsys.readouterr().err
+
+
+def test_the_table_over_seeds_is_numpys_mean_and_standard_deviation_of_the_trained_nets(tmp_path, capsys):
+    # Setting a: three runs of seeds 0–2; setting b: one run of three replicas. Text columns count.
+    accuracies = {"a": [0.9, 0.7, 0.8], "b": [0.5, 0.6, 0.1]}
+    regimes = ["stable", "exploding", "stable"]
+    for seed, (accuracy, regime) in enumerate(zip(accuracies["a"], regimes)):
+        summary = {"status": "completed", "final": {"test_accuracy": accuracy}, "stability": {"gradient_regime": regime}}
+        _fake_run(tmp_path, {"name": "fake", "model": {"kind": "a", "seed": seed}}, summary)
+    replicas = [{"status": "completed", "final": {"test_accuracy": accuracy}} for accuracy in accuracies["b"]]
+    _fake_run(tmp_path, {"name": "fake", "model": {"kind": "b", "seed": 0}}, {"status": "completed", "replicas": replicas})
+    header, rows = spread_table(read_runs(tmp_path))
+    assert header[:2] == ["model.kind", "n"] and [row[:2] for row in rows] == [["a", 3], ["b", 3]]
+    for row in rows:
+        spread = row[header.index("test_accuracy")]
+        values = accuracies[row[0]]
+        assert (spread.mean, spread.std, spread.count) == (
+            pytest.approx(np.mean(values), rel=1e-15),
+            pytest.approx(np.std(values, ddof=1), rel=1e-15),
+            3,
+        )
+    assert rows[0][header.index("gradients")] == "2× stable, 1× exploding" and rows[1][header.index("gradients")] is None
+    assert cli.main(["results", str(tmp_path)]) == 0
+    assert f"{np.mean(accuracies['a']):.4g} ± {np.std(accuracies['a'], ddof=1):.2g}" in capsys.readouterr().out

@@ -10,6 +10,7 @@ pool_schedule.py  which run a worker of the pool does next
 rundir.py      run directories and their files (JSON, metrics), written atomically, checked when read
 checkpoint.py  a run's checkpoints, verified before use
 results.py, scatter.py, report.py   tables, correlations and reports across finished runs
+spread.py      mean ± standard deviation over the seeds of each setting
 """
 
 from .config import ConfigError as ConfigError

@@ -1,10 +1,12 @@
 """One table across the runs of an experiment directory (and its CSV)."""
 
 import csv
+import dataclasses
 import functools
 import io
 import pathlib
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from . import rundir
@@ -70,14 +72,22 @@ def _config(run: pathlib.Path) -> dict:
         return {}
 
 
-def collect(directory) -> tuple[list[str], list[list]]:
-    """Header and rows: one row per run directory below `directory` that has a config.json.
+@dataclasses.dataclass(frozen=True)
+class Runs:
+    """The runs below an experiment directory, in the order of their swept values: their
+    directories, flattened configs and summaries, the config keys that vary between them,
+    and the table's columns as (name, summary → value) pairs (which also read a replica's
+    entry of a summary)."""
 
-    The config columns are the keys whose values differ between the runs; unfinished runs
-    show status "running/interrupted", runs with a damaged summary.json "needs re-run" and
-    with a damaged config.json no config values (each named in a `DamagedFileWarning`). The
-    robustness columns appear when some run has them.
-    """
+    directories: list[pathlib.Path]
+    configs: list[dict]
+    summaries: list[dict]
+    varying: list[str]
+    columns: list[tuple[str, Callable[[dict], Any]]]
+
+
+def read_runs(directory) -> Runs:
+    """Every run directory below `directory` that has a config.json (`collect`'s rows)."""
     runs = sorted(path.parent for path in pathlib.Path(directory).rglob("config.json"))
     if not runs:
         raise FileNotFoundError(f"No runs (no config.json) below {directory}.")
@@ -93,16 +103,32 @@ def collect(directory) -> tuple[list[str], list[list]]:
     order = sorted(range(len(runs)), key=sort_key)
     runs, configs = [runs[index] for index in order], [configs[index] for index in order]
     summaries = [rundir.read_summary(run) for run in runs]
-    columns = [(name, functools.partial(_lookup, path=path)) for name, path in _COLUMNS]
+    columns: list[tuple[str, Callable[[dict], Any]]] = [(name, functools.partial(_lookup, path=path)) for name, path in _COLUMNS]
     attacked = [summary["robustness"] for summary in summaries if summary.get("robustness")]
     if attacked:
         columns += [(name, functools.partial(_lookup, path=path)) for name, path in _ROBUSTNESS_COLUMNS]
         budgets = dict.fromkeys(epsilon for robustness in attacked for epsilon in robustness["epsilons"])
         columns += [(f"robust@{epsilon:g}", functools.partial(_robust_accuracy_at, epsilon=epsilon)) for epsilon in budgets]
-    header = ["run_id", *varying, *(name for name, _ in columns)]
+    return Runs(runs, configs, summaries, varying, columns)
+
+
+def collect(directory) -> tuple[list[str], list[list]]:
+    """Header and rows: one row per run directory below `directory` that has a config.json.
+
+    The config columns are the keys whose values differ between the runs; unfinished runs
+    show status "running/interrupted", runs with a damaged summary.json "needs re-run" and
+    with a damaged config.json no config values (each named in a `DamagedFileWarning`). The
+    robustness columns appear when some run has them.
+    """
+    return table(read_runs(directory))
+
+
+def table(runs: Runs) -> tuple[list[str], list[list]]:
+    """`collect`'s header and rows from runs already read."""
+    header = ["run_id", *runs.varying, *(name for name, _ in runs.columns)]
     rows = [
-        [run.name, *(config.get(key) for key in varying), *(value(summary) for _, value in columns)]
-        for run, config, summary in zip(runs, configs, summaries)
+        [run.name, *(config.get(key) for key in runs.varying), *(value(summary) for _, value in runs.columns)]
+        for run, config, summary in zip(runs.directories, runs.configs, runs.summaries)
     ]
     return header, rows
 
