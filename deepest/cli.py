@@ -4,6 +4,7 @@
                 [--compilation-cache DIR | --no-compilation-cache]
     deepest run quickstart                   (a shipped experiment by name, as `deepest list` shows them)
     deepest results runs/quickstart [--csv results.csv] [--figure results.png --y test_accuracy --colour model.field --by data.name]
+                                    [--transfer] [--transfer-figure transfer.png]
     deepest list
     deepest report runs/quickstart/<run_id>
 
@@ -96,6 +97,10 @@ def _results(arguments) -> int:
         print(f"deepest results: {error}", file=sys.stderr)
         return 2
     header, rows = _print_tables(runs)
+    if arguments.transfer or arguments.transfer_figure:
+        code = _print_transfer(runs, arguments.transfer_figure)
+        if code:
+            return code
     if arguments.csv:
         try:
             write_atomic(pathlib.Path(arguments.csv), lambda file: file.write(to_csv(header, rows).encode()))
@@ -135,6 +140,37 @@ def _print_tables(runs) -> tuple[list[str], list[list]]:
         print("\nMean ± standard deviation over the seeds of each setting (n: trained nets, replicas or runs):")
         print(format_table(*spread))
     return header, rows
+
+
+def _print_transfer(runs, figure: str | None) -> int:
+    """Print the transfer matrix of test accuracy and, given a path, draw it there; a status."""
+    from .experiment.results import format_table
+    from .experiment.rundir import RunFileError, write_atomic
+    from .experiment.transfer import transfer_table
+
+    try:
+        header, rows = transfer_table(runs)
+    except ValueError as error:
+        print(f"deepest results: {error}", file=sys.stderr)
+        return 2
+    print("\nTest accuracy of each trained field (row) under each discretisation (column), mean ± std over seeds:")
+    print(format_table(header, rows))
+    if figure:
+        from . import plot
+
+        first = header.index("trained at")
+        labels = [" ".join(str(value) for value in row[: first + 1]) for row in rows]
+        cells = [row[first + 1 :] for row in rows]
+        means = [[cell.mean if cell is not None else float("nan") for cell in row] for row in cells]
+        stds = [[cell.std if cell is not None else float("nan") for cell in row] for row in cells]
+        drawn = plot.transfer_matrix(labels, [name.removeprefix("tested ") for name in header[first + 1 :]], means, stds)
+        try:
+            write_atomic(pathlib.Path(figure), lambda file: plot.write_png(drawn, file))
+        except RunFileError as error:
+            print(f"deepest results: {error}", file=sys.stderr)
+            return 1
+        print(f"Figure: {figure}")
+    return 0
 
 
 def _list(arguments) -> int:
@@ -212,6 +248,10 @@ def parser() -> argparse.ArgumentParser:
     results.add_argument("--y", default="test_accuracy", help="the column the figure plots (default: test_accuracy)")
     results.add_argument("--colour", help="the swept config key that colours the points (default: the first)")
     results.add_argument("--by", help="a swept config key: one row of panels and one correlation per value, e.g. data.name")
+    results.add_argument(
+        "--transfer", action="store_true", help="also the transfer matrix: test accuracy of each trained field under each discretisation"
+    )
+    results.add_argument("--transfer-figure", metavar="PNG", help="draw the transfer matrix as a heatmap to this file (implies --transfer)")
     results.set_defaults(handler=_results)
     listing = commands.add_parser("list", help="the shipped experiments, with one-line descriptions")
     listing.set_defaults(handler=_list)

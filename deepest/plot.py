@@ -105,6 +105,27 @@ def order_star(solver: str, *, ax=None, extent=(-5.0, 5.0, -5.0, 5.0), resolutio
     return ax
 
 
+def transfer_matrix(row_labels, column_labels, means, stds, *, metric: str = "test_accuracy"):
+    """A heatmap of the transfer matrix (`deepest.experiment.transfer`): rows where each field
+    was trained, columns where it was tested, each cell its mean (colour) and "mean ± std"
+    over seeds (text; — where missing). `means` and `stds` are (rows, columns) arrays, NaN
+    where missing. Returns the figure."""
+    means, stds = np.asarray(means, dtype=float), np.asarray(stds, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.5 * len(column_labels) + 3, 0.7 * len(row_labels) + 2))
+    image = ax.imshow(np.ma.masked_invalid(means), cmap="viridis", aspect="auto")
+    for (row, column), mean in np.ndenumerate(means):
+        spread = "" if not np.isfinite(stds[row, column]) else f"\n± {stds[row, column]:.2g}"
+        text = "—" if not np.isfinite(mean) else f"{mean:.3g}{spread}"
+        ax.text(column, row, text, ha="center", va="center", fontsize="small", color="w" if np.isfinite(mean) else "k")
+    ax.set_xticks(range(len(column_labels)), column_labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    ax.set_xlabel("tested at")
+    ax.set_ylabel("trained at")
+    fig.colorbar(image, ax=ax, label=metric)
+    fig.tight_layout()
+    return fig
+
+
 def _fitting_extent(sets, margin=0.15):
     """A box around every finite point of the given complex arrays (None skipped)."""
     values = np.concatenate([np.ravel(s) for s in sets if s is not None])

@@ -8,6 +8,7 @@ from deepest.experiment import rundir
 from deepest.experiment.results import collect, read_runs
 from deepest.experiment.scatter import rank_correlations
 from deepest.experiment.spread import spread_table
+from deepest.experiment.transfer import transfer_table
 
 
 def _fake_run(root, config: dict, summary: dict) -> None:
@@ -83,3 +84,24 @@ def test_the_table_over_seeds_is_numpys_mean_and_standard_deviation_of_the_train
     assert rows[0][header.index("gradients")] == "2× stable, 1× exploding" and rows[1][header.index("gradients")] is None
     assert cli.main(["results", str(tmp_path)]) == 0
     assert f"{np.mean(accuracies['a']):.4g} ± {np.std(accuracies['a'], ddof=1):.2g}" in capsys.readouterr().out
+
+
+def test_the_transfer_matrix_has_a_row_per_training_and_a_column_per_test_discretisation(tmp_path, capsys):
+    # Euler-4 and RK4-4 fields, two seeds each, re-tested under both: cells are numpy's mean ± std.
+    accuracy = {("euler", "euler"): [0.9, 0.8], ("euler", "rk4"): [0.6, 0.4], ("rk4", "euler"): [0.7, 0.7], ("rk4", "rk4"): [0.95, 0.85]}
+    for trained in ("euler", "rk4"):
+        for seed in (0, 1):
+            evaluation = [
+                {"solver": tested, "num_steps": 4, "test_loss": 0.1, "test_accuracy": accuracy[trained, tested][seed]} for tested in ("euler", "rk4")
+            ]
+            config = {"name": "fake", "discretisation": {"solver": trained, "num_steps": 4}, "model": {"seed": seed}}
+            _fake_run(tmp_path, config, {"status": "completed", "evaluation": evaluation})
+    header, rows = transfer_table(read_runs(tmp_path))
+    assert header == ["trained at", "tested euler 4", "tested rk4 4"] and [row[0] for row in rows] == ["euler 4", "rk4 4"]
+    for row, trained in zip(rows, ("euler", "rk4")):
+        for cell, tested in zip(row[1:], ("euler", "rk4")):
+            values = accuracy[trained, tested]
+            assert (cell.mean, cell.std, cell.count) == (pytest.approx(np.mean(values)), pytest.approx(np.std(values, ddof=1)), 2)
+    figure = tmp_path / "transfer.png"
+    assert cli.main(["results", str(tmp_path), "--transfer-figure", str(figure)]) == 0
+    assert figure.stat().st_size > 5_000 and "trained at" in capsys.readouterr().out

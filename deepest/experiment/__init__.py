@@ -11,6 +11,7 @@ rundir.py      run directories and their files (JSON, metrics), written atomical
 checkpoint.py  a run's checkpoints, verified before use
 results.py, scatter.py, report.py   tables, correlations and reports across finished runs
 spread.py      mean ± standard deviation over the seeds of each setting
+transfer.py    the train-at / test-at matrix of the re-evaluations
 """
 
 from .config import ConfigError as ConfigError
