@@ -186,6 +186,43 @@ def spectrum_on_region(spectrum, *, solvers=None, ax=None, extent=None, max_poin
     return ax
 
 
+def pseudospectra_on_region(pseudospectra, *, layer=None, levels=(-3, -2, -1), solvers=None, ax=None):
+    """δ-pseudospectral contours of h·∂f/∂y over the solver's stability region.
+
+    Contours of log10 σ_min(zI − hJ_k) of a `deepest.analysis.FieldPseudospectra` at `levels`:
+    the contour at log10 δ encloses where a perturbation of size δ of hJ_k (for Euler, of the
+    layer map I + hJ_k itself) can move an eigenvalue h·λ; where it leaves the shaded region,
+    such a perturbation can make the layer amplify although every eigenvalue lies inside
+    (Trefethen & Embree, Spectra and Pseudospectra, 2005). Dots are the eigenvalues h·λ.
+
+    Args:
+        pseudospectra: a `FieldPseudospectra` on a 2-D grid (`deepest.analysis.complex_grid`).
+        layer: a layer index, or None for the union over layers (at each z the smallest σ_min
+            over samples and layers: where any layer's δ-pseudospectrum reaches).
+        levels: the contour levels, log10 δ.
+        solvers: regions to shade, as for `stability_region` (default: the net's solver).
+        ax: matplotlib axes (default: a new figure).
+    """
+    grid = np.asarray(pseudospectra.grid)
+    if grid.ndim != 2:
+        raise ValueError(f"pseudospectra_on_region needs a 2-D grid (deepest.analysis.complex_grid), got shape {grid.shape}.")
+    sigma, points = np.asarray(pseudospectra.sigma_min), np.asarray(pseudospectra.scaled)
+    if layer is not None:
+        sigma, points = sigma[:, layer], points[:, layer]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        union = np.log10(np.nanmin(sigma.reshape(-1, *grid.shape), axis=0))
+    extent = (grid.real.min(), grid.real.max(), grid.imag.min(), grid.imag.max())
+    own = (pseudospectra.solver, dict(pseudospectra.solver_options))
+    ax = stability_region(solvers or [own], ax=ax, extent=extent)
+    contours = ax.contour(grid.real[0], grid.imag[:, 0], union, levels=sorted(levels), cmap="viridis", linewidths=1, zorder=3)
+    ax.clabel(contours, fmt=lambda value: f"δ = 1e{value:g}", fontsize="x-small")
+    ax.scatter(points.real.ravel(), points.imag.ravel(), s=6, color="k", zorder=4, label="h·λ")
+    where = "all layers" if layer is None else f"layer {layer}"
+    ax.set_title(f"δ-pseudospectra of h·∂f/∂y, {where}")
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
+
+
 def gradient_profile(gradients, *, ax=None, factor=REGIME_FACTOR):
     """‖∂L/∂y_k‖ against layer k: the geometric mean over samples (what the slope is fitted
     to), the interquartile band, and the fitted line; `factor` as in `GradientNorms.regime`."""

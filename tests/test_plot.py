@@ -81,3 +81,16 @@ def test_order_star_shades_where_the_solver_outgrows_the_flow():
     assert ax.get_title() == "Order star of rk4" and len(ax.collections) >= 1
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["|R(z)| > |e^z|", "boundary of the stability region"]
     plt.close(ax.figure)
+
+
+def test_pseudospectra_are_drawn_as_contours_on_the_region():
+    # A non-normal linear field (a Jordan-like block): its pseudospectra reach beyond its eigenvalue.
+    field = dp.fields.Linear(np.array([[-1.0, 4.0], [0.0, -1.0]]))
+    net = dp.SolverNet(field, solver="euler", num_steps=4, t1=1.0)
+    pseudospectra = dp.analysis.field_pseudospectra(net, np.ones((1, 2)), grid=dp.analysis.complex_grid((-2.0, 1.0, -1.5, 1.5), 41))
+    ax = dp.plot.pseudospectra_on_region(pseudospectra)
+    assert ax.get_title() == "δ-pseudospectra of h·∂f/∂y, all layers"
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="2-D grid"):
+        flat = dp.analysis.field_pseudospectra(net, np.ones((1, 2)), grid=dp.analysis.complex_grid((-2.0, 1.0, -1.5, 1.5), 5).ravel())
+        dp.plot.pseudospectra_on_region(flat)
