@@ -19,14 +19,19 @@ discretise-then-optimise gradient of the regulariser).
 | weight_smoothness  | Σ_k ‖θ_{k+1} − θ_k‖² / h  (no data)              | `PerLayer` fields |
 | spectral_penalty   | mean relu(growth(h λ) − 1 + margin)²             | fixed steps       |
 | local_error        | Σ_j ‖embedded error estimate of step j‖²         | embedded pairs    |
+| lyapunov           | (1/T) ln σ_max(∂y_L/∂y_0)                        | fixed steps       |
+| io_condition       | ln(σ_max/σ_min) of ∂y_L/∂y_0                     | fixed steps       |
 
 References: Finlay et al., "How to train your neural ODE: the world of Jacobian and kinetic
 regularization" (2020, arXiv:2002.02798); Haber & Ruthotto, "Stable architectures for deep
 neural networks" (2017, arXiv:1705.03341); Pal et al., "Opening the blackbox: accelerating
 neural differential equations by regularizing internal solver heuristics" (2021,
-arXiv:2105.03918).
+arXiv:2105.03918); Pennington, Schoenholz & Ganguli, "Resurrecting the sigmoid in deep
+learning through dynamical isometry" (2017, arXiv:1711.04735).
 """
 
+import dataclasses
+import functools
 from collections.abc import Callable
 
 import diffrax
@@ -37,17 +42,21 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import stability
 from .fields import PerLayer
-from .layers import check_batch, layer_step, layer_times, solver_step_with_error
+from .layers import check_batch, layer_chain, layer_step, layer_times, solver_step_with_error
 from .network import SolverNet
 from .solvers import MULTISTEP, SOLVERS, supports_adaptive
 
 PROBES = ("rademacher", "gaussian")
+# The largest state whose input–output Jacobian `lyapunov` and `io_condition` form: state_dim
+# Jacobian–vector products through the whole net and a dense O(d³) SVD per sample and step of
+# training, the dense limit of the analyses (`deepest.analysis.spectra.DENSE_LIMIT`).
+DENSE_STATE_LIMIT = 256
 
 
 def _check_fixed_steps(net: SolverNet, name: str) -> None:
     if net.num_steps is None:
         raise ValueError(
-            f"{name} sums over the layers of a fixed-step SolverNet, but this net is adaptive "
+            f"{name} is measured on the layers of a fixed-step SolverNet, but this net is adaptive "
             f"(num_steps=None). Regularise a fixed-step version, e.g. "
             f"net.with_solver({net.solver!r}, num_steps=20), or use local_error, which works on adaptive nets."
         )
@@ -341,12 +350,105 @@ def local_error(net: SolverNet, xs, *, num_steps: int | None = None) -> Float[Ar
     return jnp.mean(jnp.sum(errors**2, axis=(1, 2)))
 
 
+def _io_singular_values(net: SolverNet, xs, name: str):
+    """σ_1 ≥ … ≥ σ_d of the state-to-state Jacobian ∂y_L/∂y_0 of each sample, (batch, d).
+
+    Forward mode through the net's own steps (d Jacobian–vector products per sample), then
+    JAX's SVD, whose derivative dσ_i = u_iᵀ dJ v_i the gradient of a regulariser needs."""
+    _check_fixed_steps(net, name)
+    xs = check_batch(xs, name)
+    if net.field.state_dim > DENSE_STATE_LIMIT:
+        raise ValueError(
+            f"{name} forms the dense Jacobian ∂y_L/∂y_0 of every sample, for states of at most "
+            f"DENSE_STATE_LIMIT = {DENSE_STATE_LIMIT} dimensions; this net's state has {net.field.state_dim}. "
+            f"Use a smaller state, or a regulariser of the layers such as jacobian_frobenius or spectral_penalty."
+        )
+    if net.solver in MULTISTEP:
+        # A two-step method has no layer map of y_k alone: differentiate the net's own solve,
+        # a scan of its explicit steps under the checkpointed adjoint (forward mode and
+        # reverse over it both work there, not through diffrax's adjoints).
+        flow = dataclasses.replace(net, encoder=None, adjoint="recursive_checkpoint").final_state
+    else:
+        flow = functools.partial(layer_chain, net)
+    jacobians = jax.vmap(jax.jacfwd(flow))(jax.vmap(net.encode)(xs))
+    return jnp.linalg.svd(jacobians, compute_uv=False)
+
+
+def lyapunov(net: SolverNet, xs) -> Float[Array, ""]:
+    """The top finite-time Lyapunov exponent of the net: λ_1 = (1/T) ln σ_max(∂y_L/∂y_0).
+
+    T = t1 − t0 is the depth and σ_max = ‖∂y_L/∂y_0‖₂ the largest stretching of a
+    perturbation of the initial state y_0 = encode(x) by the whole discrete net (the first
+    of `deepest.analysis.io_jacobian_singular_values(net, xs).lyapunov_exponents`). A
+    penalty on it pushes the net towards non-expansive flows, λ_1 ≤ 0, along which no input
+    perturbation grows: the stability of the forward propagation that Haber & Ruthotto ask
+    of a deep net. Unlike `spectral_penalty` it measures the nonlinear net itself, not the
+    linearisation of each layer, and it is not clipped at 0: a weight rewards contraction too.
+
+    The Jacobian is formed by d forward-mode products through the net's steps (its own
+    solve for the two-step solvers), so d ≤ `DENSE_STATE_LIMIT`. The gradient is
+    dλ_1 = u_1ᵀ dJ v_1 / (T σ_max) with u_1, v_1 the top singular vectors: exact where σ_max
+    is simple. Where it is repeated (at J = I, e.g. a field that starts at zero) it is one
+    subgradient of the convex σ_max, the one of the vectors LAPACK returns.
+
+    Args:
+        net: a fixed-step SolverNet.
+        xs: inputs with a leading batch axis.
+
+    Returns:
+        The batch mean of λ_1, a scalar (−inf for a sample whose Jacobian is zero).
+
+    Example:
+        >>> loss = loss + 0.1 * deepest.regularisers.lyapunov(net, xs)
+
+    References: Haber & Ruthotto, "Stable architectures for deep neural networks" (2017,
+    arXiv:1705.03341); Storm et al., "Finite-time Lyapunov exponents of deep neural
+    networks" (2024, arXiv:2306.12548).
+    """
+    values = _io_singular_values(net, xs, "lyapunov")
+    return jnp.mean(jnp.log(values[:, 0])) / (net.t1 - net.t0)
+
+
+def io_condition(net: SolverNet, xs) -> Float[Array, ""]:
+    """The log condition number of the input–output Jacobian: ln(σ_max/σ_min) of ∂y_L/∂y_0.
+
+    It is 0 exactly when every singular value of ∂y_L/∂y_0 is the same, the dynamical
+    isometry of Pennington et al. (σ_i all 1 up to a scale): a perturbation of the initial
+    state, and the gradient carried back to it, is stretched equally in every direction, so
+    that neither vanishes or explodes along some directions only. ln σ_max − ln σ_min =
+    T (λ_1 − λ_d), the spread of the finite-time Lyapunov exponents.
+
+    The Jacobian is formed as in `lyapunov` (d ≤ `DENSE_STATE_LIMIT`). The gradient is
+    u_1ᵀ dJ v_1/σ_max − u_dᵀ dJ v_d/σ_min: exact where σ_max and σ_min are simple (and
+    distinct); where either is repeated, the one of the vectors LAPACK returns. A singular
+    Jacobian (σ_min = 0, e.g. dead ReLUs across a whole layer) gives +inf and NaN gradients.
+
+    Args:
+        net: a fixed-step SolverNet.
+        xs: inputs with a leading batch axis.
+
+    Returns:
+        The batch mean of ln(σ_max/σ_min), a scalar ≥ 0.
+
+    Example:
+        >>> loss = loss + 0.01 * deepest.regularisers.io_condition(net, xs)
+
+    References: Pennington, Schoenholz & Ganguli, "Resurrecting the sigmoid in deep learning
+    through dynamical isometry" (2017, arXiv:1711.04735); Haber & Ruthotto (2017,
+    arXiv:1705.03341).
+    """
+    values = _io_singular_values(net, xs, "io_condition")
+    return jnp.mean(jnp.log(values[:, 0]) - jnp.log(values[:, -1]))
+
+
 REGULARISERS: dict[str, Callable] = {
     "kinetic_energy": kinetic_energy,
     "jacobian_frobenius": jacobian_frobenius,
     "weight_smoothness": weight_smoothness,
     "spectral_penalty": spectral_penalty,
     "local_error": local_error,
+    "lyapunov": lyapunov,
+    "io_condition": io_condition,
 }
 # The regularisers that draw random numbers and so take a keyword-only `key`.
 RANDOM_REGULARISERS = ("jacobian_frobenius",)

@@ -196,6 +196,16 @@ def io_jacobian_singular_values(net: SolverNet, xs, *, method: str = "auto", num
     for two-step solvers) runs Lanczos bidiagonalisation on jvp/vjp of the chained layer maps
     (fixed steps, one-step solvers) and returns the `num_values` largest, from the fixed
     `krylov.start_vector` (no random numbers).
+
+    The dense values can be differentiated in the net's parameters (`jax.grad` of σ_max or of
+    a Lyapunov exponent, e.g. as a loss): they then come from `jnp.linalg.svd`, with
+    dσ_i = u_iᵀ dJ v_i, defined where σ_i is simple (`deepest._batched_linalg` says what a
+    repeated one gives), and otherwise from LAPACK without vectors. That needs a Jacobian
+    JAX can differentiate again: fixed steps of an explicit solver, whose solve is a scan
+    (whatever the net's adjoint). Adaptive and implicit nets form theirs through
+    diffrax's checkpointed solve, and "matrix_free" iterates in a while loop, neither of
+    which reverse mode goes through; `deepest.regularisers.lyapunov` and `io_condition`
+    differentiate the same quantities for every fixed-step net.
     """
     requested = method
     method = choose_method(method, net.field.state_dim)

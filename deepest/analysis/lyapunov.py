@@ -22,6 +22,8 @@ which is the exact exponent of such a map.
 
 J_n Q_n is computed as k Jacobian-vector products (`jax.jvp`, vmapped over the columns of Q_n),
 so J_n is never formed and any differentiable step (a map, a solver step, a network layer) works.
+The exponents can themselves be differentiated (in the step's parameters, say): JAX's QR has a
+derivative wherever the pushed basis has full rank.
 
 References: Benettin, Galgani, Giorgilli & Strelcyn, "Lyapunov characteristic exponents for
 smooth dynamical systems and for Hamiltonian systems; a method for computing all of them",

@@ -215,6 +215,8 @@ class RegularisationConfig:
     weight_smoothness: float = 0.0  # Σ‖θ_{k+1} − θ_k‖²/h (model.per_layer = true)
     spectral_penalty: float = 0.0  # relu(growth(hλ) − 1 + margin)²: h·λ pushed into the region
     local_error: float = 0.0  # Σ‖embedded error estimate‖² (solvers with an error estimate)
+    lyapunov: float = 0.0  # (1/T) ln σ_max(∂y_L/∂y_0): the top finite-time Lyapunov exponent
+    io_condition: float = 0.0  # ln(σ_max/σ_min) of ∂y_L/∂y_0 (states of ≤ 256 dimensions)
     num_probes: int = 1  # Hutchinson probes per sample and layer
     margin: float = 0.0  # spectral_penalty: growth factors above 1 − margin are penalised
     local_error_steps: int = 10  # local_error of an adaptive net: the grid it re-steps on
@@ -237,7 +239,7 @@ class RegularisationConfig:
 
 
 # The regulariser weights of RegularisationConfig, in the order they are added.
-WEIGHTS = ("kinetic_energy", "jacobian_frobenius", "weight_smoothness", "spectral_penalty", "local_error")
+WEIGHTS = ("kinetic_energy", "jacobian_frobenius", "weight_smoothness", "spectral_penalty", "local_error", "lyapunov", "io_condition")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,7 +275,7 @@ class ExperimentConfig:
                 regularisation.weight_smoothness,
                 "0 unless model.per_layer = true (it compares the weights of adjacent layers)",
             )
-        for name in ("kinetic_energy", "jacobian_frobenius", "spectral_penalty"):
+        for name in ("kinetic_energy", "jacobian_frobenius", "spectral_penalty", "lyapunov", "io_condition"):
             if getattr(regularisation, name) > 0:
                 _require(
                     not adaptive,
