@@ -261,3 +261,11 @@ def test_the_amplification_ratio_is_the_closed_form_and_the_order_star_where_it_
         np.testing.assert_array_equal(stability.in_order_star(name, z), np.abs(stability.stability_function(name)(z)) > np.abs(np.exp(z)))
     # Euler's order star holds the whole imaginary axis but 0 (|1 + iy| > 1), RK4's none of it near 0.
     assert stability.in_order_star("euler", np.array([0.5j, -0.5j])).all() and not stability.in_order_star("rk4", np.array([0.5j])).any()
+
+
+def test_a_neutral_mode_within_rounding_of_the_axis_is_the_solvers_to_grow():
+    # A skew-symmetric Jacobian's eigenvalues come out with Re z ≈ ±ε‖hJ‖: Euler grows |1 + 0.5i|
+    # = 1.118 a step there, its fault whether the rounding fell left or right of the axis.
+    unstable = stability.CLASSES.index("numerically unstable")
+    for rounding in (-1e-7, 0.0, 1e-7):
+        assert stability.classify("euler", np.array([rounding + 0.5j], dtype=np.complex64))[0] == unstable

@@ -40,6 +40,8 @@ def transfer_table(runs: Runs, metric: str = "test_accuracy") -> tuple[list[str]
                 cells.setdefault(row, {}).setdefault(column, []).append(entry.get(metric))
     if not cells:
         raise ValueError("No finished run has re-evaluations (an [evaluation] table) to tabulate.")
-    header = [*others, "trained at", *(f"tested {column}" for column in tested)]
-    rows = [[*row, *(summarise(values.get(column, [])) for column in tested)] for row, values in cells.items()]
+    # A discretisation no field could be tested at (adaptive steps without an error estimate) is no column.
+    columns = [column for column in tested if any(summarise(values.get(column, [])) is not None for values in cells.values())]
+    header = [*others, "trained at", *(f"tested {column}" for column in columns)]
+    rows = [[*row, *(summarise(values.get(column, [])) for column in columns)] for row, values in cells.items()]
     return header, rows
