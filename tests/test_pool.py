@@ -29,8 +29,9 @@ def test_sweeps_give_each_worker_its_own_cores():
 def test_a_sweep_pool_keeps_a_worker_on_one_setting_takes_the_largest_first_and_shares_the_tail():
     grid = 'sweep.grid={"discretisation.solver"=["euler","rk4"],"discretisation.num_steps"=[4,8],"model.seed"=[0,1]}'
     configs = loading.load(EXPERIMENTS / "quickstart.toml", [grid])
-    # Training work: RK4 with 8 steps costs 32 evaluations per solve, Euler with 4 steps 4.
-    assert training_work(configs[0]) == configs[0].training.num_steps * configs[0].training.batch_size * 4
+    # Training work: RK4 with 8 steps costs 32 evaluations per solve, Euler with 4 steps 4, for
+    # each of the replicas (quickstart trains three seeds together).
+    assert training_work(configs[0]) == configs[0].training.num_steps * configs[0].training.batch_size * 4 * configs[0].model.replicas
     schedule = PoolSchedule(configs)
     setting = lambda index: (configs[index].discretisation.solver, configs[index].discretisation.num_steps, configs[index].model.seed)
     # Two workers, free in turn: each finishes its setting's seeds before taking the next setting.
@@ -76,7 +77,7 @@ def test_a_worker_passes_over_the_runs_another_command_holds_and_waits_for_them_
 
 @pytest.mark.slow
 def test_a_parallel_sweep_finishes_every_run_and_its_workers_share_a_compilation_cache(tmp_path):
-    overrides = [*TINY, "analysis.figures=false", 'sweep.grid={"model.seed"=[0,1,2]}']
+    overrides = [*TINY, "model.replicas=1", "analysis.figures=false", 'sweep.grid={"model.seed"=[0,1,2]}']
     cache = tmp_path / "cache"
     summaries = run_experiment("quickstart", overrides=overrides, out=tmp_path / "runs", jobs=2, compilation_cache=cache)
     assert [summary["status"] for summary in summaries] == ["completed"] * 3
@@ -90,7 +91,7 @@ def test_a_parallel_sweep_finishes_every_run_and_its_workers_share_a_compilation
 def test_deepest_run_sweeps_in_its_own_process_and_a_spawned_one(tmp_path):
     # As a user runs it: a fresh process, whose JAX has not started, is worker 0 of the sweep
     # in a pinned thread, beside one spawned worker.
-    overrides = [*TINY, "analysis.figures=false", 'sweep.grid={"model.seed"=[0,1,2]}']
+    overrides = [*TINY, "model.replicas=1", "analysis.figures=false", 'sweep.grid={"model.seed"=[0,1,2]}']
     command = [sys.executable, "-m", "deepest.cli", "run", str(EXPERIMENTS / "quickstart.toml"), "--out", str(tmp_path), "--jobs", "2"]
     command += ["--compilation-cache", str(tmp_path / "cache")]
     finished = subprocess.run([*command, *set_options(overrides)], capture_output=True, text=True, timeout=300)
@@ -98,4 +99,6 @@ def test_deepest_run_sweeps_in_its_own_process_and_a_spawned_one(tmp_path):
     summaries = [json.loads(path.read_text()) for path in (tmp_path / "quickstart").glob("*/summary.json")]
     assert sorted(summary["seed"] for summary in summaries) == [0, 1, 2]
     assert all(summary["status"] == "completed" for summary in summaries)
-    assert finished.stdout.count("completed") == 3
+    # The runs' table, then the mean ± std over the three seeds of the one setting.
+    runs_table, _, over_seeds = finished.stdout.partition("Mean ± standard deviation over the seeds")
+    assert runs_table.count("completed") == 3 and "3× completed" in over_seeds
