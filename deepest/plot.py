@@ -59,15 +59,21 @@ def stability_region(solvers, *, points=None, ax=None, extent=None, resolution=4
         ax.plot([], [], color=colour, linewidth=6, alpha=0.4, label=label)
     if cloud is not None:
         ax.scatter(cloud.real, cloud.imag, s=6, color="k", alpha=0.6, label="h·λ")
+    _frame_complex_plane(ax, extent, "hλ")
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
+
+
+def _frame_complex_plane(ax, extent, variable: str) -> None:
+    """The axes, limits (re_min, re_max, im_min, im_max), equal aspect and labels of the
+    complex plane of `variable`."""
     ax.axhline(0, color="0.6", linewidth=0.5)
     ax.axvline(0, color="0.6", linewidth=0.5)
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.set_aspect("equal")
-    ax.set_xlabel("Re(hλ)")
-    ax.set_ylabel("Im(hλ)")
-    ax.legend(loc="upper left", fontsize="small")
-    return ax
+    ax.set_xlabel(f"Re({variable})")
+    ax.set_ylabel(f"Im({variable})")
 
 
 def order_star(solver: str, *, ax=None, extent=(-5.0, 5.0, -5.0, 5.0), resolution=400, **options):
@@ -93,13 +99,7 @@ def order_star(solver: str, *, ax=None, extent=(-5.0, 5.0, -5.0, 5.0), resolutio
     for branch in stability.boundary_locus(solver, **options).T:
         ax.plot(branch.real, branch.imag, color="k", linewidth=1)
     ax.plot([], [], color="k", linewidth=1, label="boundary of the stability region")
-    ax.axhline(0, color="0.6", linewidth=0.5)
-    ax.axvline(0, color="0.6", linewidth=0.5)
-    ax.set_xlim(extent[0], extent[1])
-    ax.set_ylim(extent[2], extent[3])
-    ax.set_aspect("equal")
-    ax.set_xlabel("Re z")
-    ax.set_ylabel("Im z")
+    _frame_complex_plane(ax, extent, "z")
     ax.set_title(f"Order star of {describe_solver(solver, check_solver_options(solver, options))}")
     ax.legend(loc="upper left", fontsize="small")
     return ax
