@@ -150,7 +150,9 @@ def _train(config: ExperimentConfig, directory: pathlib.Path, dataset, net, opti
     elif stopped:
         # It diverged before it was interrupted: its last model is the checkpoint's.
         ((at, reason),) = stopped.values()
-        results = [train.TrainingResult(net, state, at, "diverged", at, reason, records)]
+        results = [
+            train.TrainingResult(model=net, optimiser_state=state, steps=at, status="diverged", diverged_at=at, reason=reason, history=records)
+        ]
         final_model, final_state = net, state
     else:
         results = [train.fit(net, dataset, optimiser, **options)]
