@@ -42,8 +42,11 @@ class DamagedFile(Exception):
     """A file read back from a run directory is not what the runner wrote there."""
 
     def __init__(self, path: pathlib.Path, problem: str):
-        super().__init__(f"{path} is damaged: {problem}")
-        self.path = path
+        super().__init__(path, problem)  # the constructor's arguments: a worker's error unpickles
+        self.path, self.problem = path, problem
+
+    def __str__(self) -> str:
+        return f"{self.path} is damaged: {self.problem}"
 
 
 class DamagedFileWarning(UserWarning):
