@@ -90,7 +90,7 @@ def _block_length(size: int) -> int:
     return max(-(-501 // size), round(_BLOCK_AT_64 * (64 / size) ** 3))
 
 
-def _one_blas_thread():
+def one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
@@ -115,7 +115,7 @@ def _on_every_core(gufunc, matrices: np.ndarray, out_dtype) -> np.ndarray:
             gufunc(block, out=out, signature=loop)
         out[~finite] = np.nan
 
-    with _ONE_BATCH_AT_A_TIME, _one_blas_thread(), ThreadPoolExecutor(len(available_cores())) as pool:
+    with _ONE_BATCH_AT_A_TIME, one_blas_thread(), ThreadPoolExecutor(len(available_cores())) as pool:
         list(pool.map(solve, range(0, len(matrices), block_length)))
     return values.astype(out_dtype, copy=False)
 
@@ -166,9 +166,12 @@ def _real_dtype(matrices):
     return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.inexact) else dtype
 
 
-def _check_square(matrices):
+def check_square(matrices, what: str | None = None):
+    """`matrices` as a (..., n, n) array; a ValueError (naming `what`, the caller, if given) otherwise."""
     matrices = jnp.asarray(matrices)
     if matrices.ndim < 2 or matrices.shape[-1] != matrices.shape[-2]:
+        if what is not None:
+            raise ValueError(f"{what} takes a square matrix or a batch of them, shape (..., n, n); got shape {matrices.shape}.")
         raise ValueError(f"Expected a batch of square matrices (..., n, n), got shape {matrices.shape}.")
     return matrices
 
@@ -223,7 +226,7 @@ def eigenvalues(matrices):
     precision; NaN rows for non-finite matrices and where LAPACK does not converge. Under
     differentiation, `jnp.linalg.eigvals` and its derivative dλ_i = (V⁻¹ dA V)_ii (see the
     module docstring for repeated and defective eigenvalues)."""
-    return _eigenvalues(_check_square(matrices))
+    return _eigenvalues(check_square(matrices))
 
 
 def symmetric_eigenvalues(matrices):
@@ -232,7 +235,7 @@ def symmetric_eigenvalues(matrices):
     By `?syevd` without eigenvectors, reading the lower triangle only. Under
     differentiation, `jnp.linalg.eigvalsh` of the matrix the lower triangle defines, and
     dλ_i = v_iᵀ dA v_i."""
-    return _symmetric_eigenvalues(_check_square(matrices))
+    return _symmetric_eigenvalues(check_square(matrices))
 
 
 def singular_values(matrices):
@@ -240,4 +243,4 @@ def singular_values(matrices):
 
     By `?gesdd` without singular vectors. Under differentiation, `jnp.linalg.svd` and
     dσ_i = u_iᵀ dA v_i."""
-    return _singular_values(_check_square(matrices))
+    return _singular_values(check_square(matrices))

@@ -45,10 +45,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import schur
 from jaxtyping import Array, Bool, Complex, Float, Int
-from threadpoolctl import threadpool_limits
 
-from ..layers import check_one_step, layer_step, trajectories
+from .._batched_linalg import check_square, one_blas_thread
+from ..layers import check_one_step, trajectories
 from ..network import SolverNet
+from .spectra import _jacobians_and_symmetric_parts, _layer_jacobians
 
 # Above this state dimension the net-level analyses refuse: every grid point, sample and layer
 # is one dense SVD of a d × d complex matrix, O(d³). Measured on the 2-core machine (XLA's SVD on
@@ -80,14 +81,6 @@ def complex_grid(extent, num_points: int = 101) -> Complex[Array, "im re"]:
     return real[None, :] + 1j * imaginary[:, None]
 
 
-def _square_batch(matrix, what: str):
-    """`matrix` as a (…, n, n) array; a ValueError naming `what` otherwise."""
-    matrix = jnp.asarray(matrix)
-    if matrix.ndim < 2 or matrix.shape[-1] != matrix.shape[-2]:
-        raise ValueError(f"{what} takes a square matrix or a batch of them, shape (..., n, n); got shape {matrix.shape}.")
-    return matrix
-
-
 def _on_one_blas_thread(function, *arrays):
     """function(*arrays), finished, with OpenBLAS held to one thread (outside jit; traced, as is).
 
@@ -99,7 +92,7 @@ def _on_one_blas_thread(function, *arrays):
     """
     if any(isinstance(array, jax.core.Tracer) for array in arrays):
         return function(*arrays)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return jax.block_until_ready(function(*arrays))
 
 
@@ -127,7 +120,7 @@ def sigma_min_grid(matrix, grid) -> Float[Array, "..."]:
         >>> sigma = sigma_min_grid(jnp.array([[0.0, 1.0], [0.0, 0.0]]), grid)
         >>> plt.contour(grid.real[0], grid.imag[:, 0], jnp.log10(sigma), levels=[-3, -2, -1])
     """
-    matrix, grid = _square_batch(matrix, "sigma_min_grid"), jnp.asarray(grid)
+    matrix, grid = check_square(matrix, "sigma_min_grid"), jnp.asarray(grid)
     batch_shape, size = matrix.shape[:-2], matrix.shape[-1]
     dtype = jnp.result_type(matrix.dtype, grid.dtype, jnp.complex64)
     values = _on_one_blas_thread(_sigma_min, matrix.reshape(-1, size, size).astype(dtype), grid.reshape(-1).astype(dtype))
@@ -168,7 +161,7 @@ def departure_from_normality(matrix) -> Float[Array, "..."]:
         runs on the CPU only: arrays outside jit are moved there; under jit on another
         device JAX refuses.
     """
-    return _schur_parts(_square_batch(matrix, "departure_from_normality"))[1]
+    return _schur_parts(check_square(matrix, "departure_from_normality"))[1]
 
 
 def _schur_parts(matrices):
@@ -224,7 +217,7 @@ def transient_growth(step_matrix, num_steps: int) -> TransientGrowth:
     Returns:
         A `TransientGrowth` with norms (..., K + 1), each the largest singular value of M^k.
     """
-    matrix = _square_batch(step_matrix, "transient_growth")
+    matrix = check_square(step_matrix, "transient_growth")
     if not (isinstance(num_steps, int) and num_steps >= 0):
         raise ValueError(f"num_steps must be an integer ≥ 0 (the largest power of the map), got {num_steps!r}.")
     size = matrix.shape[-1]
@@ -376,16 +369,6 @@ def layer_pseudospectra(
     )
 
 
-@eqx.filter_jit
-def _layer_jacobians(net: SolverNet, starts, ends, states):
-    """∂y_{k+1}/∂y_k for times (L,) and states (batch, L, d): (batch, L, d, d)."""
-
-    def jacobian(t, t_next, y):
-        return jax.jacfwd(lambda state: layer_step(net, net.field, t, t_next, state))(y)
-
-    return jax.vmap(jax.vmap(jacobian), in_axes=(None, None, 0))(starts, ends, states)
-
-
 class FieldPseudospectra(eqx.Module):
     """Pseudospectra of the field's Jacobians in the hλ plane of the solver's stability region.
 
@@ -459,7 +442,7 @@ def field_pseudospectra(net: SolverNet, xs, *, grid) -> FieldPseudospectra:
     """
     _check_state_dim(net, "field_pseudospectra")
     times, ys = trajectories(net, xs)
-    jacobians = _field_jacobians(net.field, times[:-1], ys[:, :-1])
+    jacobians, _ = _jacobians_and_symmetric_parts(net.field, times[:-1], ys[:, :-1])  # jacobian_spectrum's program
     eigenvalues, departure = _schur_parts(jacobians)
     step_size = net.step_size
     return FieldPseudospectra(
@@ -472,10 +455,3 @@ def field_pseudospectra(net: SolverNet, xs, *, grid) -> FieldPseudospectra:
         solver=net.solver,
         solver_options=net.solver_options,
     )
-
-
-@eqx.filter_jit
-def _field_jacobians(field, times, states):
-    """∂f/∂y (t_k, y_k) for times (L,) and states (batch, L, d): (batch, L, d, d)."""
-    jacobian = jax.jacfwd(lambda t, y: field(t, y, None), argnums=1)
-    return jax.vmap(jax.vmap(jacobian), in_axes=(None, 0))(times, states)

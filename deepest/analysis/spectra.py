@@ -174,6 +174,17 @@ def _jacobians_and_symmetric_parts(field, times, states):
     return jacobians, (jacobians + jnp.swapaxes(jacobians, -1, -2)) / 2
 
 
+@eqx.filter_jit
+def _layer_jacobians(net: SolverNet, starts, ends, states):
+    """∂y_{k+1}/∂y_k of one step of the net's own solver, for step times (L,) and states
+    (batch, L, d): (batch, L, d, d)."""
+
+    def jacobian(t, t_next, y):
+        return jax.jacfwd(lambda state: layer_step(net, net.field, t, t_next, state))(y)
+
+    return jax.vmap(jax.vmap(jacobian), in_axes=(None, None, 0))(starts, ends, states)
+
+
 def jacobian_spectrum(net: SolverNet, xs, *, method: str = "auto", num_eigenvalues: int = 6) -> JacobianSpectrum:
     """Eigenvalues of ∂f/∂y along the layer states of a batch of inputs.
 
@@ -274,8 +285,7 @@ def layer_map_spectrum(net: SolverNet, xs, *, method: str = "auto", num_eigenval
         return lambda y: layer_step(net, field, t, t_next, y)
 
     if method == "dense":
-        jacobian = jax.vmap(jax.vmap(lambda t, t_next, y: jax.jacfwd(step_map(t, t_next))(y)), in_axes=(None, None, 0))
-        jacobians = jacobian(starts, ends, states)
+        jacobians = _layer_jacobians(net, starts, ends, states)
         return LayerMapSpectrum(eigenvalues=eigenvalues(jacobians), singular_values=singular_values(jacobians), method=method)
 
     def extremal(t, t_next, y):

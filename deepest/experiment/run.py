@@ -7,7 +7,6 @@ summary.json. A run that diverges is finished too (status "diverged", with the s
 reason): the report of its last good model says why. A finished run is skipped.
 """
 
-import collections
 import math
 import pathlib
 import time
@@ -23,6 +22,7 @@ from . import build, rundir
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ExperimentConfig, to_dict
 from .evaluation import evaluate_discretisations
+from .spread import count_texts
 
 
 def run_one(config: ExperimentConfig, root, *, progress: bool | None = None, wait: bool = True) -> dict | None:
@@ -264,8 +264,7 @@ def _replica_mean(entries: list[dict]) -> dict:
         if all(isinstance(value, list) for value in values) and len({len(value) for value in values}) == 1:
             return [mean(list(group)) for group in zip(*values)]  # e.g. robust accuracy per budget
         if all(isinstance(value, str) for value in present) and len(set(present)) > 1:
-            counts = collections.Counter(present).most_common()  # ties in the replicas' order
-            return ", ".join(f"{count}× {text}" for text, count in counts)
+            return count_texts(present)
         return values[0]
 
     diverged = [entry for entry in entries if entry["status"] == "diverged"]

@@ -32,8 +32,15 @@ class Spread:
         return f"{self.mean:.4g} ± {self.std:.2g}" if self.count > 1 else f"{self.mean:.4g}"
 
 
-def _is_seed(key: str) -> bool:
+def is_seed(key: str) -> bool:
+    """Whether a dotted config key is a seed (model.seed, training.seed, data.seed)."""
     return key.rsplit(".", 1)[-1] == "seed"
+
+
+def count_texts(texts: list) -> str:
+    """ "2× exploding, 1× stable": how often each text occurs, most frequent first (ties in the
+    order they first occur)."""
+    return ", ".join(f"{count}× {text}" for text, count in collections.Counter(map(str, texts)).most_common())
 
 
 def summarise(values: list):
@@ -45,14 +52,14 @@ def summarise(values: list):
         return Spread(float(np.mean(numbers)), float(np.std(numbers, ddof=1)) if len(numbers) > 1 else math.nan, len(numbers))
     if not present:
         return None
-    return ", ".join(f"{count}× {text}" for text, count in collections.Counter(map(str, present)).most_common())
+    return count_texts(present)
 
 
 def spread_table(runs: Runs) -> tuple[list[str], list[list]] | None:
     """Header and rows of the table over seeds (`results.read_runs` reads `runs`): one row per
     setting, its swept keys other than seeds, n (the samples) and each column of `collect` as
     `summarise` gives it. None when no setting has more than one sample (nothing to spread)."""
-    settings = [key for key in runs.varying if not _is_seed(key)]
+    settings = [key for key in runs.varying if not is_seed(key)]
     samples: dict[tuple, list[dict]] = {}
     values: dict[tuple, list] = {}  # each setting's swept values
     for config, summary in zip(runs.configs, runs.summaries):

@@ -10,7 +10,7 @@ the column of its own training.
 
 from .results import Runs
 from .rundir import FINISHED
-from .spread import summarise
+from .spread import is_seed, summarise
 
 # The config keys of the training discretisation, which name a row.
 _TRAINED_AT = ("discretisation.solver", "discretisation.num_steps")
@@ -26,7 +26,7 @@ def transfer_table(runs: Runs, metric: str = "test_accuracy") -> tuple[list[str]
     one column per tested discretisation. ValueError if no finished run was re-evaluated."""
     if metric not in ("test_accuracy", "test_loss"):
         raise ValueError(f"Unknown metric {metric!r}: test_accuracy or test_loss.")
-    others = [key for key in runs.varying if key.rsplit(".", 1)[-1] != "seed" and key not in _TRAINED_AT]
+    others = [key for key in runs.varying if not is_seed(key) and key not in _TRAINED_AT]
     cells: dict[tuple, dict[str, list]] = {}
     tested: dict[str, None] = {}
     for config, summary in zip(runs.configs, runs.summaries):
